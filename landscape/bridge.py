@@ -1,0 +1,185 @@
+"""The one place where a Flax NNX model becomes pure functions.
+
+Probes take ``loss_fn(params, batch) -> scalar``. For an NNX model, :func:`split` gives
+``(graphdef, params, state)`` — ``params`` the ``nnx.Param`` leaves (differentiated), ``state``
+everything else (running statistics) — and :func:`make_loss_fn` builds the loss for one explicit
+normalization mode:
+
+- ``mode="batch_stats"`` (default; the paper's loss, Santurkar et al. Sec. 3.2): batch-normalized
+  layers use the statistics of ``batch`` itself. Running statistics are updated on a throw-away copy
+  of the model (``nnx.merge(..., copy=True)``), never on the caller's model or ``state``.
+- ``mode="running_average"``: the layers use the stored running statistics (eval behaviour).
+
+A *batch* is a dict ``{"x": inputs, "y": targets, "state": model state, "rng": key or None}``
+(:func:`make_batch`). Carrying the model state inside the batch keeps ``loss_fn`` a fixed function,
+so jitted probes compile once per run and see current running statistics at every step.
+
+Example:
+    >>> model = build_model("mlp", input_shape=(8, 8, 1), width=0.1)
+    >>> graphdef, params, state = split(model)
+    >>> loss_fn = make_loss_fn(model)
+    >>> loss = loss_fn(params, make_batch(jnp.zeros((4, 8, 8, 1)), jnp.zeros(4, jnp.int32), state))
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+__all__ = [
+    "BN_MODES",
+    "StepMetrics",
+    "evaluate",
+    "make_batch",
+    "make_loss_fn",
+    "make_train_step",
+    "merge",
+    "predict",
+    "split",
+    "loss_value",
+]
+
+Array = jax.Array
+BN_MODES = ("batch_stats", "running_average")
+BNMode = Literal["batch_stats", "running_average"]
+
+
+class StepMetrics(NamedTuple):
+    """What one training step reports: minibatch loss and accuracy (NaN for regression)."""
+
+    loss: Array
+    accuracy: Array
+
+
+def split(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
+    """``(graphdef, params, state)``: the ``nnx.Param`` leaves and everything else, as pure pytrees."""
+    graphdef, params, state = nnx.split(model, nnx.Param, ...)
+    return graphdef, nnx.as_pure(params), nnx.as_pure(state)
+
+
+def merge(graphdef: nnx.GraphDef, params: nnx.State, state: nnx.State) -> nnx.Module:
+    """A fresh model from pure pieces (a copy: mutating it never touches ``params`` or ``state``)."""
+    return nnx.merge(graphdef, params, state, copy=True)
+
+
+def make_batch(x: Any, y: Any, state: nnx.State, rng: Array | None = None) -> dict[str, Any]:
+    """The batch pytree the bridge's losses take (see the module docstring)."""
+    return {"x": x, "y": y, "state": state, "rng": rng}
+
+
+def _check_mode(mode: str) -> bool:
+    if mode not in BN_MODES:
+        raise ValueError(f"unknown normalization mode {mode!r}; expected one of {', '.join(BN_MODES)}")
+    return mode == "running_average"
+
+
+def loss_value(kind: str, out: Array, y: Array) -> tuple[Array, Array]:
+    """Mean loss and accuracy for ``kind`` in {"cross_entropy", "mse"}.
+
+    Cross-entropy: ``mean_i −log softmax(out_i)[y_i]`` with integer labels. MSE (the deep linear
+    network's objective): ``mean_i ‖out_i − y_i‖²`` (squared error summed over outputs); accuracy
+    is NaN there.
+    """
+    if kind == "cross_entropy":
+        loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+        acc = jnp.mean(jnp.argmax(out, axis=-1) == y)
+        return loss, acc
+    if kind == "mse":
+        loss = jnp.mean(jnp.sum(jnp.square(out - y), axis=-1))
+        return loss, jnp.full((), jnp.nan, loss.dtype)
+    raise ValueError(f"unknown loss {kind!r}; expected 'cross_entropy' or 'mse'")
+
+
+def _forward(graphdef, params, batch, use_running_average, *, taps=None):
+    model = merge(graphdef, params, batch["state"])
+    out = model(batch["x"], use_running_average=use_running_average, rng=batch.get("rng"), taps=taps)
+    return model, out
+
+
+def _graphdef_and_kind(model: nnx.Module | nnx.GraphDef, loss: str | None) -> tuple[nnx.GraphDef, str]:
+    if isinstance(model, nnx.Module):
+        return nnx.graphdef(model), loss or getattr(model, "loss_kind", "cross_entropy")
+    return model, loss or "cross_entropy"
+
+
+def make_loss_fn(model: nnx.Module | nnx.GraphDef, *, mode: BNMode = "batch_stats",
+                 loss: str | None = None):
+    """``loss_fn(params, batch) -> scalar`` for ``model`` (a module, or its graphdef).
+
+    ``mode`` fixes the normalization behaviour (see the module docstring); ``loss`` defaults to the
+    model's ``loss_kind`` ("cross_entropy" when only a graphdef is given). The returned function is
+    pure: it never changes running statistics.
+    """
+    use_running_average = _check_mode(mode)
+    graphdef, kind = _graphdef_and_kind(model, loss)
+
+    def loss_fn(params, batch):
+        _, out = _forward(graphdef, params, batch, use_running_average)
+        return loss_value(kind, out, batch["y"])[0]
+
+    return loss_fn
+
+
+def make_train_step(model: nnx.Module | nnx.GraphDef, tx: optax.GradientTransformation, *,
+                    loss: str | None = None):
+    """A jitted step ``(params, state, opt_state, batch) -> (params, state, opt_state, metrics)``.
+
+    Runs the model in train mode (batch statistics), differentiates the loss with respect to
+    ``params``, applies ``tx`` and returns the updated running statistics (unlike probes, a train
+    step *does* advance them). ``batch`` is :func:`make_batch`'s dict; its ``state`` entry is ignored
+    in favour of the ``state`` argument.
+    """
+    graphdef, kind = _graphdef_and_kind(model, loss)
+
+    def objective(params, batch):
+        model, out = _forward(graphdef, params, batch, False)
+        value, acc = loss_value(kind, out, batch["y"])
+        return value, (nnx.as_pure(nnx.state(model, nnx.Not(nnx.Param))), acc)
+
+    @jax.jit
+    def step(params, state, opt_state, batch):
+        (value, (new_state, acc)), grads = jax.value_and_grad(objective, has_aux=True)(
+            params, {**batch, "state": state})
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return params, new_state, opt_state, StepMetrics(value, acc)
+
+    return step
+
+
+def predict(graphdef: nnx.GraphDef, params: nnx.State, state: nnx.State, x: Array,
+            *, mode: BNMode = "running_average") -> Array:
+    """Model outputs for ``x`` (eval mode by default: running statistics, no noise)."""
+    model = merge(graphdef, params, state)
+    return model(x, use_running_average=_check_mode(mode))
+
+
+def evaluate(model: nnx.Module | nnx.GraphDef, params: nnx.State, state: nnx.State, x, y, *,
+             batch_size: int = 1000, mode: BNMode = "running_average",
+             loss: str | None = None) -> tuple[float, float]:
+    """Mean loss and accuracy over ``(x, y)`` in chunks of ``batch_size`` (eval mode by default)."""
+    graphdef, kind = _graphdef_and_kind(model, loss)
+    fn = _eval_fn(graphdef, _check_mode(mode), kind)
+    n = len(x)
+    total_loss, total_acc = 0.0, 0.0
+    for i in range(0, n, batch_size):
+        xb, yb = jnp.asarray(x[i:i + batch_size]), jnp.asarray(y[i:i + batch_size])
+        l, a = fn(params, state, xb, yb)
+        total_loss += float(l) * len(xb)
+        total_acc += float(a) * len(xb)
+    return total_loss / n, total_acc / n
+
+
+@functools.lru_cache(maxsize=32)
+def _eval_fn(graphdef: nnx.GraphDef, use_running_average: bool, kind: str):
+    @jax.jit
+    def fn(params, state, x, y):
+        out = merge(graphdef, params, state)(x, use_running_average=use_running_average)
+        return loss_value(kind, out, y)
+
+    return fn

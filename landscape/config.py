@@ -1,0 +1,143 @@
+"""Typed run configuration, validated once; errors name the field and what it accepts."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["ConfigError", "TrainConfig", "DATASETS", "OPTIMIZERS", "SCHEDULES", "PROBE_STRATEGIES"]
+
+DATASETS = ("mnist5k", "mnist", "cifar10", "synthetic", "dln")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+SCHEDULES = ("constant", "cosine", "step")
+PROBE_STRATEGIES = ("auto", "unroll", "vmap", "map")
+PROBE_MODES = ("batch_stats", "running_average")
+
+
+class ConfigError(ValueError):
+    """A configuration value that is not accepted; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run (and its probes).
+
+    Defaults are the quick offline setting; :mod:`landscape.reproduce` holds the paper presets.
+    Step sizes probed are ``lr × linspace(step_size_lo, step_size_hi, num_step_sizes)`` (the paper's
+    [½, 4] × lr for the VGG), with ``lr`` the base learning rate.
+    """
+
+    # data
+    dataset: str = "mnist5k"
+    data_dir: str | None = None
+    download: bool = False
+    # model
+    model: str = "vgg11"
+    width: float = 0.25
+    norm: str = "batch"
+    norm_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # optimisation
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    schedule: str = "constant"
+    steps: int = 500
+    batch_size: int = 128
+    seed: int = 0
+    # evaluation and checkpoints
+    eval_every: int = 100
+    eval_batch_size: int = 1000
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    # probes
+    probe_every: int = 0
+    probe_at: tuple[int, ...] = ()
+    num_step_sizes: int = 8
+    step_size_lo: float = 0.5
+    step_size_hi: float = 4.0
+    probe_mode: str = "batch_stats"
+    probe_strategy: str = "auto"
+    # bookkeeping
+    tag: str = ""
+    stop_on_divergence: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def _choice(self, field: str, accepted: tuple[str, ...]) -> None:
+        value = getattr(self, field)
+        if value not in accepted:
+            raise ConfigError(f"{field}={value!r} is not accepted; expected one of {', '.join(accepted)}")
+
+    def _number(self, field: str, *, minimum: float | None = None, strict: bool = False,
+                integer: bool = False, maximum: float | None = None) -> None:
+        value = getattr(self, field)
+        kind = "an integer" if integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                integer and not float(value).is_integer()):
+            raise ConfigError(f"{field}={value!r} is not {kind}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{field}={value!r} must be finite")
+        if minimum is not None and (value <= minimum if strict else value < minimum):
+            raise ConfigError(f"{field}={value!r} must be {'>' if strict else '>='} {minimum}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{field}={value!r} must be <= {maximum}")
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for the first field that is not accepted."""
+        from landscape.models import model_names
+        from landscape.normalization import normalization_names
+
+        self._choice("dataset", DATASETS)
+        self._choice("model", model_names())
+        self._choice("norm", normalization_names())
+        self._choice("optimizer", OPTIMIZERS)
+        self._choice("schedule", SCHEDULES)
+        self._choice("probe_mode", PROBE_MODES)
+        self._choice("probe_strategy", PROBE_STRATEGIES)
+        self._number("width", minimum=0, strict=True)
+        self._number("lr", minimum=0, strict=True)
+        self._number("momentum", minimum=0, maximum=1)
+        self._number("step_size_lo", minimum=0, strict=True)
+        self._number("step_size_hi", minimum=0, strict=True)
+        for f in ("steps", "batch_size", "eval_batch_size", "num_step_sizes", "keep_checkpoints"):
+            self._number(f, minimum=1, integer=True)
+        for f in ("seed", "eval_every", "checkpoint_every", "probe_every"):
+            self._number(f, minimum=0, integer=True)
+        if self.step_size_lo > self.step_size_hi:
+            raise ConfigError(
+                f"step_size_lo={self.step_size_lo} must be <= step_size_hi={self.step_size_hi}")
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.probe_at):
+            raise ConfigError(f"probe_at={self.probe_at!r} must hold step numbers >= 0")
+        if (self.dataset == "dln") != (self.model == "dln"):
+            raise ConfigError("dataset='dln' and model='dln' go together (the deep linear network's "
+                              "regression task)")
+        if not isinstance(self.norm_options, Mapping):
+            raise ConfigError(f"norm_options must be a mapping, got {type(self.norm_options).__name__}")
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A validated copy with ``changes``."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["norm_options"] = dict(self.norm_options)
+        d["probe_at"] = list(self.probe_at)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(names))}")
+        d = dict(d)
+        if "probe_at" in d:
+            d["probe_at"] = tuple(d["probe_at"])
+        return cls(**d)
+
+    def probes_enabled(self) -> bool:
+        return self.probe_every > 0 or bool(self.probe_at)

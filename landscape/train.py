@@ -1,0 +1,329 @@
+"""Training with probes attached: ``train(config, workdir)`` and :class:`Prober` for your own loop.
+
+A run's folder (``workdir``) holds:
+
+- ``config.json`` — the :class:`~landscape.config.TrainConfig`,
+- ``train.jsonl`` — one line per step: ``step``, ``loss``, ``accuracy``, ``lr`` (minibatch, train mode),
+- ``eval.jsonl`` — one line per evaluation: ``step``, ``test_loss``, ``test_accuracy`` (eval mode),
+- ``probes.jsonl`` — one line per probe: ``step``, ``tag`` and every :class:`~landscape.probes.StepProbe`
+  field (plus the band summaries),
+- ``run.json`` — ``noise_floor``, ``diverged_at_step``, ``final_step``, timings,
+- ``checkpoints/`` — Orbax checkpoints of ``(params, state, opt_state)`` every ``checkpoint_every``
+  steps and at the end; a new call with the same ``workdir`` resumes from the latest one.
+
+Step t uses the minibatch :func:`landscape.data.batch_at` (seed, t) and the noise key
+``fold_in(key(seed), t)``, so a resumed run repeats an uninterrupted one exactly. A probe at step t
+measures θ_t (before update t) on step t's own minibatch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from landscape import bridge, data as data_lib, probes
+from landscape.config import ConfigError, TrainConfig
+from landscape.models import build_model
+from landscape.records import RecordWriter, read_records, truncate_records, write_json_atomic
+
+__all__ = ["Prober", "ProbeSchedule", "TrainResult", "build_optimizer", "load_run_data", "train",
+           "RunExistsError"]
+
+
+class RunExistsError(RuntimeError):
+    """``workdir`` holds a run with a different configuration."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSchedule:
+    """When to probe: every ``every`` steps (0: never) and/or at the steps in ``at``.
+
+    Example:
+        >>> ProbeSchedule(every=10, at=(3,)).due(3), ProbeSchedule(every=10).due(20)
+        (True, True)
+    """
+
+    every: int = 1
+    at: tuple[int, ...] = ()
+
+    def due(self, step: int) -> bool:
+        return (self.every > 0 and step % self.every == 0) or step in self.at
+
+
+class Prober:
+    """Figure-4 probes for an NNX model, attachable to any training loop.
+
+    Builds the model's pure loss once (:func:`landscape.bridge.make_loss_fn` in ``mode``) and a
+    jitted :func:`landscape.probes.make_step_probe` for it; each call on a due step measures the
+    model's current parameters on the given minibatch at ``step_sizes`` and, when ``records`` is a
+    path, appends one JSON line (``step``, ``tag``, every field, band summaries).
+
+    Example:
+        >>> prober = Prober(model, step_sizes=probes.lr_multiples(0.1), schedule=ProbeSchedule(every=10))
+        >>> for step in range(100):
+        ...     prober.maybe_probe(step, model, x, y)   # before the optimizer update
+        ...     train_step(model, optimizer, x, y)
+    """
+
+    def __init__(self, model: nnx.Module, *, step_sizes: Sequence[float] | np.ndarray,
+                 schedule: ProbeSchedule = ProbeSchedule(), mode: str = "batch_stats",
+                 strategy: str = "auto", records: str | os.PathLike | None = None, tag: str = ""):
+        self.step_sizes = jnp.asarray(np.asarray(step_sizes, dtype=np.float32))
+        if self.step_sizes.ndim != 1 or self.step_sizes.size == 0:
+            raise ValueError("step_sizes must be a non-empty 1-D sequence")
+        self.schedule = schedule
+        self.loss_fn = bridge.make_loss_fn(model, mode=mode)
+        self._probe = probes.make_step_probe(self.loss_fn, strategy=strategy)
+        self._writer = RecordWriter(records) if records is not None else None
+        self.tag = tag
+
+    def probe(self, step: int, params, state, x, y, rng: jax.Array | None = None) -> probes.StepProbe:
+        """Measure at ``params`` on ``(x, y)`` (pure pieces from :func:`landscape.bridge.split`)."""
+        batch = bridge.make_batch(jnp.asarray(x), jnp.asarray(y), state, rng)
+        result = self._probe(params, batch, self.step_sizes)
+        if self._writer is not None:
+            self._writer.write(probe_record(step, result, tag=self.tag))
+        return result
+
+    def maybe_probe(self, step: int, model: nnx.Module, x, y,
+                    rng: jax.Array | None = None) -> probes.StepProbe | None:
+        """Probe ``model`` (an NNX module, left unchanged) if ``step`` is due; else ``None``."""
+        if not self.schedule.due(step):
+            return None
+        _, params, state = bridge.split(model)
+        return self.probe(step, params, state, x, y, rng)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def probe_record(step: int, result: probes.StepProbe, *, tag: str = "") -> dict[str, Any]:
+    """The JSON record of one probe: every field plus the band summaries."""
+    rec: dict[str, Any] = {"step": int(step), "tag": tag}
+    rec.update({k: np.asarray(v).tolist() for k, v in result._asdict().items()})
+    rec.update(probes.summarize(result))
+    return rec
+
+
+class TrainResult(NamedTuple):
+    """What :func:`train` returns (everything is also on disk in ``workdir``)."""
+
+    params: Any
+    state: Any
+    opt_state: Any
+    model: nnx.Module
+    workdir: Path
+    diverged_at_step: int | None
+    noise_floor: float | None
+
+
+def _lr_schedule(config: TrainConfig) -> optax.Schedule:
+    if config.schedule == "cosine":
+        return optax.cosine_decay_schedule(config.lr, config.steps)
+    if config.schedule == "step":
+        return optax.piecewise_constant_schedule(
+            config.lr, {config.steps // 2: 0.1, (3 * config.steps) // 4: 0.1})
+    return optax.constant_schedule(config.lr)
+
+
+def build_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """optax transformation for ``config``: plain SGD (the paper), SGD+momentum, or Adam, with a
+    constant, cosine-decay or step (×0.1 at 50 % and 75 %) learning-rate schedule."""
+    lr = config.lr if config.schedule == "constant" else _lr_schedule(config)
+    if config.optimizer == "sgd":
+        return optax.sgd(lr)
+    if config.optimizer == "momentum":
+        return optax.sgd(lr, momentum=config.momentum)
+    return optax.adam(lr)
+
+
+def load_run_data(config: TrainConfig) -> tuple[Any, Any, tuple[int, ...], int]:
+    """``(train_data, test_data, input_shape, num_classes)`` for ``config`` (``dln``: regression)."""
+    if config.dataset == "dln":
+        x, y, _ = data_lib.make_dln_regression(seed=config.seed)
+        return (x, y), (x, y), (x.shape[1],), y.shape[1]
+    ds = data_lib.load_dataset(config.dataset, config.data_dir, download=config.download,
+                               seed=config.seed)
+    return ds, (ds.x_test, ds.y_test), ds.input_shape, ds.num_classes
+
+
+def _step_sizes(config: TrainConfig) -> np.ndarray:
+    return probes.lr_multiples(config.lr, config.step_size_lo, config.step_size_hi,
+                               config.num_step_sizes)
+
+
+def _check_workdir(workdir: Path, config: TrainConfig) -> None:
+    cfg_path = workdir / "config.json"
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"output path {workdir} exists and is not a folder")
+    if cfg_path.exists():
+        try:
+            previous = json.loads(cfg_path.read_text())
+        except ValueError:
+            raise RunExistsError(f"{cfg_path} is unreadable; refusing to reuse {workdir}") from None
+        if previous != json.loads(json.dumps(config.to_dict())):
+            raise RunExistsError(
+                f"{workdir} holds a run with a different configuration; choose another output "
+                "folder or delete it")
+
+
+def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = True,
+          model: nnx.Module | None = None,
+          on_step: Callable[[int, Mapping[str, float]], None] | None = None) -> TrainResult:
+    """Train ``config``'s model, probing on the schedule, checkpointing, and resuming from ``workdir``.
+
+    Args:
+        config: a validated :class:`TrainConfig`.
+        workdir: the run's folder (created; an existing run with the same config is resumed, one
+            with a different config is refused with :class:`RunExistsError`).
+        progress: show a progress bar (tqdm).
+        model: optional pre-built NNX model (default: ``build_model`` from the config).
+        on_step: optional callback ``(step, metrics)`` after every step.
+
+    Returns:
+        :class:`TrainResult`.
+
+    Example:
+        >>> cfg = TrainConfig(dataset="synthetic", model="mlp", steps=20, probe_every=5)
+        >>> result = train(cfg, "runs/demo", progress=False)
+    """
+    import orbax.checkpoint as ocp
+    from tqdm.auto import tqdm
+
+    workdir = Path(workdir).absolute()
+    _check_workdir(workdir, config)
+    train_data, test_data, input_shape, num_classes = load_run_data(config)
+    batch_size = config.batch_size
+    if config.dataset == "dln":
+        batch_size = len(train_data[0])  # full-batch gradient descent, as in the paper
+    elif batch_size > len(train_data.x_train):
+        raise ConfigError(f"batch_size={batch_size} exceeds the {len(train_data.x_train)} training examples")
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(workdir / "config.json", config.to_dict())
+
+    if model is None:
+        model = build_model(config.model, norm=config.norm, input_shape=input_shape,
+                            num_classes=num_classes, width=config.width, seed=config.seed,
+                            norm_options=config.norm_options)
+    graphdef, params, state = bridge.split(model)
+    tx = build_optimizer(config)
+    opt_state = tx.init(params)
+    train_step = bridge.make_train_step(model, tx)
+    root_key = jax.random.key(config.seed)
+
+    # --- resume
+    ckpt_dir = workdir / "checkpoints"
+    manager = ocp.CheckpointManager(
+        ckpt_dir, options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints,
+                                                       create=True))
+    start = 0
+    latest = manager.latest_step()
+    if latest is not None:
+        target = {"params": params, "state": state, "opt_state": opt_state}
+        try:
+            restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
+        except Exception as e:  # orbax raises many types for structure mismatches
+            raise ConfigError(f"checkpoint {ckpt_dir / str(latest)} does not match the model: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        params, state, opt_state = restored["params"], restored["state"], restored["opt_state"]
+        start = int(latest)
+    run_info_path = workdir / "run.json"
+    run_info: dict[str, Any] = {}
+    if start > 0 and run_info_path.exists():
+        run_info = json.loads(run_info_path.read_text())
+    if run_info.get("diverged_at_step") is not None and run_info["diverged_at_step"] >= start:
+        run_info["diverged_at_step"] = None
+    for name in ("train.jsonl", "eval.jsonl", "probes.jsonl"):
+        truncate_records(workdir / name, before_step=start)
+
+    prober = None
+    step_sizes = None
+    if config.probes_enabled():
+        step_sizes = jnp.asarray(_step_sizes(config), dtype=jnp.float32)
+        prober = Prober(model, step_sizes=step_sizes,
+                        schedule=ProbeSchedule(config.probe_every, tuple(config.probe_at)),
+                        mode=config.probe_mode, strategy=config.probe_strategy,
+                        records=workdir / "probes.jsonl", tag=config.tag or config.norm)
+
+    schedule = _lr_schedule(config)
+    uses_noise = config.norm == "noisy_batch"
+    diverged = run_info.get("diverged_at_step")
+    t_start = time.perf_counter()
+    with RecordWriter(workdir / "train.jsonl") as train_log, \
+            RecordWriter(workdir / "eval.jsonl") as eval_log:
+        bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
+                   disable=not progress, desc=config.tag or config.norm, leave=False,
+                   dynamic_ncols=True)
+        for step in bar:
+            x, y = data_lib.batch_at(train_data, step, batch_size, seed=config.seed)
+            x, y = jnp.asarray(x), jnp.asarray(y)
+            rng = jax.random.fold_in(root_key, step) if uses_noise else None
+            batch = bridge.make_batch(x, y, state, rng)
+            if prober is not None and prober.schedule.due(step):
+                if "noise_floor" not in run_info:
+                    run_info["noise_floor"] = float(
+                        probes.noise_floor(prober.loss_fn, params, batch))
+                prober.probe(step, params, state, x, y, rng)
+            params, state, opt_state, metrics = train_step(params, state, opt_state, batch)
+            loss = float(metrics.loss)
+            row = {"step": step, "loss": loss, "accuracy": float(metrics.accuracy), "lr": float(schedule(step))}
+            train_log.write(row)
+            if on_step is not None:
+                on_step(step, row)
+            if not math.isfinite(loss) and diverged is None:
+                diverged = step
+                run_info["diverged_at_step"] = step
+                warnings.warn(f"{config.tag or config.norm}: loss is {loss} at step {step} "
+                              "(diverged)", RuntimeWarning, stacklevel=2)
+            bar.set_postfix(loss=f"{loss:.3g}", refresh=False)
+            done = step + 1
+            last = done == config.steps or (diverged is not None and config.stop_on_divergence)
+            if config.eval_every and (done % config.eval_every == 0 or last):
+                tl, ta = bridge.evaluate(model, params, state, *test_data,
+                                         batch_size=config.eval_batch_size)
+                eval_log.write({"step": done, "test_loss": tl, "test_accuracy": ta})
+            if (config.checkpoint_every and done % config.checkpoint_every == 0) or last:
+                manager.save(done, args=ocp.args.StandardSave(
+                    {"params": params, "state": state, "opt_state": opt_state}))
+                run_info.update(final_step=done)
+                write_json_atomic(run_info_path, run_info)
+            if last:
+                break
+        bar.close()
+    manager.wait_until_finished()
+    manager.close()
+    if prober is not None:
+        prober.close()
+    run_info.setdefault("diverged_at_step", diverged)
+    run_info["seconds"] = run_info.get("seconds", 0.0) + time.perf_counter() - t_start
+    write_json_atomic(run_info_path, run_info)
+    nnx.update(model, params, state)
+    return TrainResult(params, state, opt_state, model, workdir, diverged,
+                       run_info.get("noise_floor"))
+
+
+def read_run(workdir: str | os.PathLike) -> dict[str, Any]:
+    """Everything a run folder holds, as Python objects: config, run info and the three record files."""
+    workdir = Path(workdir)
+    out: dict[str, Any] = {}
+    cfg = workdir / "config.json"
+    out["config"] = json.loads(cfg.read_text()) if cfg.exists() else None
+    info = workdir / "run.json"
+    out["run"] = json.loads(info.read_text()) if info.exists() else {}
+    for name in ("train", "eval", "probes"):
+        out[name] = read_records(workdir / f"{name}.jsonl")
+    return out
