@@ -247,8 +247,11 @@ def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = T
         run_info = json.loads(run_info_path.read_text())
     if run_info.get("diverged_at_step") is not None and run_info["diverged_at_step"] >= start:
         run_info["diverged_at_step"] = None
-    for name in ("train.jsonl", "eval.jsonl", "probes.jsonl"):
-        truncate_records(workdir / name, before_step=start)
+    # Rows of steps not yet covered by the checkpoint are recomputed: drop them (no duplicates).
+    # Evaluation rows are keyed by the number of completed steps, so the one at `start` stays.
+    truncate_records(workdir / "train.jsonl", before_step=start)
+    truncate_records(workdir / "probes.jsonl", before_step=start)
+    truncate_records(workdir / "eval.jsonl", before_step=start + 1)
 
     prober = None
     step_sizes = None
@@ -263,51 +266,53 @@ def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = T
     uses_noise = config.norm == "noisy_batch"
     diverged = run_info.get("diverged_at_step")
     t_start = time.perf_counter()
-    with RecordWriter(workdir / "train.jsonl") as train_log, \
-            RecordWriter(workdir / "eval.jsonl") as eval_log:
-        bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
-                   disable=not progress, desc=config.tag or config.norm, leave=False,
-                   dynamic_ncols=True)
-        for step in bar:
-            x, y = data_lib.batch_at(train_data, step, batch_size, seed=config.seed)
-            x, y = jnp.asarray(x), jnp.asarray(y)
-            rng = jax.random.fold_in(root_key, step) if uses_noise else None
-            batch = bridge.make_batch(x, y, state, rng)
-            if prober is not None and prober.schedule.due(step):
-                if "noise_floor" not in run_info:
-                    run_info["noise_floor"] = float(
-                        probes.noise_floor(prober.loss_fn, params, batch))
-                prober.probe(step, params, state, x, y, rng)
-            params, state, opt_state, metrics = train_step(params, state, opt_state, batch)
-            loss = float(metrics.loss)
-            row = {"step": step, "loss": loss, "accuracy": float(metrics.accuracy), "lr": float(schedule(step))}
-            train_log.write(row)
-            if on_step is not None:
-                on_step(step, row)
-            if not math.isfinite(loss) and diverged is None:
-                diverged = step
-                run_info["diverged_at_step"] = step
-                warnings.warn(f"{config.tag or config.norm}: loss is {loss} at step {step} "
-                              "(diverged)", RuntimeWarning, stacklevel=2)
-            bar.set_postfix(loss=f"{loss:.3g}", refresh=False)
-            done = step + 1
-            last = done == config.steps or (diverged is not None and config.stop_on_divergence)
-            if config.eval_every and (done % config.eval_every == 0 or last):
-                tl, ta = bridge.evaluate(model, params, state, *test_data,
-                                         batch_size=config.eval_batch_size)
-                eval_log.write({"step": done, "test_loss": tl, "test_accuracy": ta})
-            if (config.checkpoint_every and done % config.checkpoint_every == 0) or last:
-                manager.save(done, args=ocp.args.StandardSave(
-                    {"params": params, "state": state, "opt_state": opt_state}))
-                run_info.update(final_step=done)
-                write_json_atomic(run_info_path, run_info)
-            if last:
-                break
-        bar.close()
-    manager.wait_until_finished()
-    manager.close()
-    if prober is not None:
-        prober.close()
+    try:
+        with RecordWriter(workdir / "train.jsonl") as train_log, \
+                RecordWriter(workdir / "eval.jsonl") as eval_log:
+            bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
+                       disable=not progress, desc=config.tag or config.norm, leave=False,
+                       dynamic_ncols=True)
+            for step in bar:
+                x, y = data_lib.batch_at(train_data, step, batch_size, seed=config.seed)
+                x, y = jnp.asarray(x), jnp.asarray(y)
+                rng = jax.random.fold_in(root_key, step) if uses_noise else None
+                batch = bridge.make_batch(x, y, state, rng)
+                if prober is not None and prober.schedule.due(step):
+                    if "noise_floor" not in run_info:
+                        run_info["noise_floor"] = float(
+                            probes.noise_floor(prober.loss_fn, params, batch))
+                    prober.probe(step, params, state, x, y, rng)
+                params, state, opt_state, metrics = train_step(params, state, opt_state, batch)
+                loss = float(metrics.loss)
+                row = {"step": step, "loss": loss, "accuracy": float(metrics.accuracy), "lr": float(schedule(step))}
+                train_log.write(row)
+                if on_step is not None:
+                    on_step(step, row)
+                if not math.isfinite(loss) and diverged is None:
+                    diverged = step
+                    run_info["diverged_at_step"] = step
+                    warnings.warn(f"{config.tag or config.norm}: loss is {loss} at step {step} "
+                                  "(diverged)", RuntimeWarning, stacklevel=2)
+                bar.set_postfix(loss=f"{loss:.3g}", refresh=False)
+                done = step + 1
+                last = done == config.steps or (diverged is not None and config.stop_on_divergence)
+                if config.eval_every and (done % config.eval_every == 0 or last):
+                    tl, ta = bridge.evaluate(model, params, state, *test_data,
+                                             batch_size=config.eval_batch_size)
+                    eval_log.write({"step": done, "test_loss": tl, "test_accuracy": ta})
+                if (config.checkpoint_every and done % config.checkpoint_every == 0) or last:
+                    manager.save(done, args=ocp.args.StandardSave(
+                        {"params": params, "state": state, "opt_state": opt_state}))
+                    run_info.update(final_step=done)
+                    write_json_atomic(run_info_path, run_info)
+                if last:
+                    break
+            bar.close()
+    finally:  # an interrupted run still completes the checkpoint it started
+        manager.wait_until_finished()
+        manager.close()
+        if prober is not None:
+            prober.close()
     run_info.setdefault("diverged_at_step", diverged)
     run_info["seconds"] = run_info.get("seconds", 0.0) + time.perf_counter() - t_start
     write_json_atomic(run_info_path, run_info)
