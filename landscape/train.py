@@ -18,6 +18,7 @@ measures θ_t (before update t) on step t's own minibatch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -39,7 +40,7 @@ from landscape.config import ConfigError, TrainConfig
 from landscape.models import build_model
 from landscape.records import RecordWriter, read_records, truncate_records, write_json_atomic
 
-__all__ = ["Prober", "ProbeSchedule", "TrainResult", "build_optimizer", "load_run_data", "train",
+__all__ = ["Measurement", "StepContext", "Prober", "ProbeSchedule", "TrainResult", "build_optimizer", "load_run_data", "train",
            "RunExistsError"]
 
 
@@ -61,6 +62,40 @@ class ProbeSchedule:
 
     def due(self, step: int) -> bool:
         return (self.every > 0 and step % self.every == 0) or step in self.at
+
+
+class StepContext(NamedTuple):
+    """What a :class:`Measurement` sees at step t, before update t.
+
+    ``params``/``state``/``opt_state`` are θ_t and its companions (pure pytrees), ``batch`` is step t's
+    own minibatch in :func:`landscape.bridge.make_batch` form, ``model`` the NNX model (structure
+    only: its values are not kept current during training), ``tx`` the optimizer.
+    """
+
+    step: int
+    params: Any
+    state: Any
+    opt_state: Any
+    batch: dict[str, Any]
+    model: nnx.Module
+    tx: optax.GradientTransformation
+    config: TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """A named measurement taken on a schedule during :func:`train`.
+
+    ``fn(ctx) -> dict`` runs at every due step; each result is appended to ``{name}.jsonl`` in the
+    run folder as ``{"step": t, **result}`` (dropped and recomputed on resume like every record).
+
+    Example:
+        >>> Measurement("grad_norm", lambda ctx: {"value": 1.0}, ProbeSchedule(every=10))
+    """
+
+    name: str
+    fn: Callable[[StepContext], Mapping[str, Any]]
+    schedule: ProbeSchedule = ProbeSchedule()
 
 
 class Prober:
@@ -183,7 +218,8 @@ def _check_workdir(workdir: Path, config: TrainConfig) -> None:
 
 def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = True,
           model: nnx.Module | None = None,
-          on_step: Callable[[int, Mapping[str, float]], None] | None = None) -> TrainResult:
+          on_step: Callable[[int, Mapping[str, float]], None] | None = None,
+          measurements: Sequence[Measurement] = ()) -> TrainResult:
     """Train ``config``'s model, probing on the schedule, checkpointing, and resuming from ``workdir``.
 
     Args:
@@ -193,6 +229,7 @@ def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = T
         progress: show a progress bar (tqdm).
         model: optional pre-built NNX model (default: ``build_model`` from the config).
         on_step: optional callback ``(step, metrics)`` after every step.
+        measurements: extra :class:`Measurement` s taken on θ_t and step t's minibatch.
 
     Returns:
         :class:`TrainResult`.
@@ -252,6 +289,12 @@ def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = T
     truncate_records(workdir / "train.jsonl", before_step=start)
     truncate_records(workdir / "probes.jsonl", before_step=start)
     truncate_records(workdir / "eval.jsonl", before_step=start + 1)
+    names = [m.name for m in measurements]
+    reserved = {"train", "eval", "probes", "run", "config"}
+    if len(set(names)) != len(names) or reserved & set(names):
+        raise ConfigError(f"measurement names must be unique and not in {sorted(reserved)}: {names}")
+    for m in measurements:
+        truncate_records(workdir / f"{m.name}.jsonl", before_step=start)
 
     prober = None
     step_sizes = None
@@ -267,8 +310,11 @@ def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = T
     diverged = run_info.get("diverged_at_step")
     t_start = time.perf_counter()
     try:
-        with RecordWriter(workdir / "train.jsonl") as train_log, \
-                RecordWriter(workdir / "eval.jsonl") as eval_log:
+        with contextlib.ExitStack() as stack:
+            train_log = stack.enter_context(RecordWriter(workdir / "train.jsonl"))
+            eval_log = stack.enter_context(RecordWriter(workdir / "eval.jsonl"))
+            logs = {m.name: stack.enter_context(RecordWriter(workdir / f"{m.name}.jsonl"))
+                    for m in measurements}
             bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
                        disable=not progress, desc=config.tag or config.norm, leave=False,
                        dynamic_ncols=True)
@@ -282,6 +328,10 @@ def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = T
                         run_info["noise_floor"] = float(
                             probes.noise_floor(prober.loss_fn, params, batch))
                     prober.probe(step, params, state, x, y, rng)
+                for m in measurements:
+                    if m.schedule.due(step):
+                        ctx = StepContext(step, params, state, opt_state, batch, model, tx, config)
+                        logs[m.name].write({"step": step, **m.fn(ctx)})
                 params, state, opt_state, metrics = train_step(params, state, opt_state, batch)
                 loss = float(metrics.loss)
                 row = {"step": step, "loss": loss, "accuracy": float(metrics.accuracy), "lr": float(schedule(step))}
@@ -322,7 +372,7 @@ def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = T
 
 
 def read_run(workdir: str | os.PathLike) -> dict[str, Any]:
-    """Everything a run folder holds, as Python objects: config, run info and the three record files."""
+    """Everything a run folder holds: ``config``, ``run`` info, and every ``*.jsonl`` record file by stem."""
     workdir = Path(workdir)
     out: dict[str, Any] = {}
     cfg = workdir / "config.json"
@@ -331,4 +381,6 @@ def read_run(workdir: str | os.PathLike) -> dict[str, Any]:
     out["run"] = json.loads(info.read_text()) if info.exists() else {}
     for name in ("train", "eval", "probes"):
         out[name] = read_records(workdir / f"{name}.jsonl")
+    for path in sorted(workdir.glob("*.jsonl")):  # measurements
+        out.setdefault(path.stem, read_records(path))
     return out
