@@ -1,0 +1,201 @@
+"""The ``landscape`` command: thin argument parsing over :mod:`landscape.reproduce`.
+
+Every user error (bad flag value, missing data, an output folder holding another run) prints one
+line ``error: …`` on stderr and exits with status 2; nothing finished is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+__all__ = ["main", "build_parser"]
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A user error: printed as one ``error:`` line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def _add_training_flags(p: argparse.ArgumentParser, *, default_out: str | None) -> None:
+    from landscape.config import DATASETS
+    from landscape.models import model_names
+
+    p.add_argument("--preset", choices=("quick", "paper"), default="quick",
+                   help="quick: offline MNIST-5k default for a 2-core CPU; paper: CIFAR-10, "
+                        "15 000 steps, probe every step (default: quick)")
+    p.add_argument("--dataset", choices=[d for d in DATASETS if d != "dln"],
+                   help="dataset (default: the preset's)")
+    p.add_argument("--data-dir", help="folder with the dataset files (cifar10, mnist)")
+    p.add_argument("--download", action="store_true", help="download missing dataset files")
+    p.add_argument("--model", choices=[m for m in model_names() if m != "dln"],
+                   help="architecture (default: the preset's)")
+    p.add_argument("--width", type=_positive_float, help="width multiplier (1 = full VGG)")
+    p.add_argument("--steps", type=_positive_int, help="training steps")
+    p.add_argument("--lr", type=_positive_float, help="learning rate (SGD)")
+    p.add_argument("--batch-size", type=_positive_int, help="minibatch size")
+    p.add_argument("--probe-every", type=_positive_int, help="probe every N steps")
+    p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
+    p.add_argument("--num-step-sizes", type=_positive_int, help="K, the number of η values probed")
+    p.add_argument("--seed", type=_nonnegative_int, help="seed for init and data order (default 0)")
+    p.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an output folder that holds a different run")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (the default when its configuration matches)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``landscape`` command."""
+    from landscape.reproduce import EXPERIMENTS
+
+    parser = _Parser(prog="landscape", description="Loss-landscape probes for JAX: reproduce "
+                     "Santurkar et al. (2018) and compare normalization schemes.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    rep = sub.add_parser("reproduce", help="reproduce a paper figure")
+    rep.add_argument("figure", choices=sorted(EXPERIMENTS), help="which figure")
+    _add_training_flags(rep, default_out=None)
+
+    cmp_ = sub.add_parser("compare", help="compare normalization schemes with matched seeds")
+    cmp_.add_argument("--norms", default="none,batch,layer,group,rms,weight,lp1,lp2,lpinf",
+                      help="comma-separated normalization names")
+    cmp_.add_argument("--seeds", type=_positive_int, default=3, help="seeds per normalization")
+    _add_training_flags(cmp_, default_out="runs/compare")
+
+    plot = sub.add_parser("plot", help="redraw the figures of a finished run folder")
+    plot.add_argument("run_dir")
+    report = sub.add_parser("report", help="write report.html for a run folder")
+    report.add_argument("run_dir")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("dataset", "data_dir", "model", "width", "steps", "lr", "batch_size", "probe_every",
+            "checkpoint_every", "num_step_sizes", "seed")
+    out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    if getattr(args, "download", False):
+        out["download"] = True
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    from landscape import reproduce
+
+    if args.command == "reproduce":
+        builder = reproduce.EXPERIMENTS[args.figure]
+        experiment = builder(args.preset, **_overrides(args))
+        out = Path(args.out or f"runs/{args.figure}")
+        summary = reproduce.run_experiment(experiment, out, overwrite=args.overwrite,
+                                           progress=not args.no_progress)
+        _print_summary(out, summary)
+        return 0
+    if args.command == "compare":
+        norms = [n.strip() for n in args.norms.split(",") if n.strip()]
+        experiment = reproduce.EXPERIMENTS["compare"](args.preset, norms=norms, seeds=args.seeds,
+                                                      **_overrides(args))
+        out = Path(args.out)
+        summary = reproduce.run_experiment(experiment, out, overwrite=args.overwrite,
+                                           progress=not args.no_progress)
+        _print_summary(out, summary)
+        return 0
+    if args.command == "plot":
+        paths = reproduce.replot(Path(args.run_dir))
+        print("\n".join(str(p) for p in paths))
+        return 0
+    if args.command == "report":
+        print(reproduce.write_report(Path(args.run_dir)))
+        return 0
+    raise UsageError(f"unknown command {args.command!r}")  # pragma: no cover
+
+
+def _print_summary(out: Path, summary: dict[str, Any]) -> None:
+    print(f"wrote {out}/")
+    for label, entry in summary.get("models", {}).items():
+        acc = entry.get("test_accuracy")
+        line = f"  {label:>12}: final train loss {entry.get('train_loss', float('nan')):.4g}"
+        if acc is not None and acc == acc:
+            line += f", test accuracy {acc:.3f}"
+        if entry.get("diverged_at_step") is not None:
+            line += f", diverged at step {entry['diverged_at_step']}"
+        print(line)
+    for key, value in summary.get("comparison", {}).items():
+        print(f"  {key}: {value:.2f}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``landscape`` console script; returns the exit status."""
+    from landscape.config import ConfigError
+    from landscape.data import DataError
+    from landscape.normalization import NormalizationError
+    from landscape.reproduce import ExperimentExistsError
+    from landscape.train import RunExistsError
+
+    user_errors = (UsageError, ConfigError, DataError, NormalizationError, ExperimentExistsError,
+                   RunExistsError, FileNotFoundError, NotADirectoryError, PermissionError,
+                   IsADirectoryError, FileExistsError)
+    try:
+        args = build_parser().parse_args(argv)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+            return _run(args)
+    except user_errors as e:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, OSError) and e.filename:
+            message = f"{e.strerror or type(e).__name__}: {e.filename}"
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _entry() -> NoReturn:  # pragma: no cover
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The ``landscape`` command: user errors are one ``error:`` line and exit 2; a tiny run works."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from landscape.cli import main
+from landscape.plotting import is_blank
+
+TINY = ["--dataset", "synthetic", "--width", "0.125", "--steps", "4", "--probe-every", "2",
+        "--num-step-sizes", "2", "--batch-size", "32", "--checkpoint-every", "2", "--no-progress"]
+
+
+def _error(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["reproduce", "fig99"], "invalid choice: 'fig99'"),
+    (["reproduce", "fig4", "--steps", "0"], "expected a positive integer, got '0'"),
+    (["reproduce", "fig4", "--steps", "-5"], "expected a positive integer"),
+    (["reproduce", "fig4", "--steps", "ten"], "expected a positive integer, got 'ten'"),
+    (["reproduce", "fig4", "--lr", "nan"], "positive finite number, got 'nan'"),
+    (["reproduce", "fig4", "--lr", "inf"], "positive finite number, got 'inf'"),
+    (["reproduce", "fig4", "--lr", "-0.1"], "positive finite number"),
+    (["reproduce", "fig4", "--lr", "abc"], "positive number, got 'abc'"),
+    (["reproduce", "fig4", "--batch-size", "0"], "positive integer"),
+    (["reproduce", "fig4", "--width", "0"], "positive finite number"),
+    (["reproduce", "fig4", "--seed", "-1"], "integer >= 0"),
+    (["reproduce", "fig4", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),
+    (["reproduce", "fig4", "--model", "resnet"], "invalid choice: 'resnet'"),
+    (["reproduce", "fig4", "--preset", "huge"], "invalid choice: 'huge'"),
+    (["reproduce", "fig4", "--num-step-sizes", "0"], "positive integer"),
+    (["reproduce"], "required"),
+    ([], "required"),
+    (["reproduce", "fig4", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_flags(capsys, argv, needle):
+    assert needle in _error(capsys, argv)
+
+
+def test_missing_cifar_folder(capsys, tmp_path):
+    line = _error(capsys, ["reproduce", "fig4", "--dataset", "cifar10", "--data-dir",
+                           str(tmp_path / "nope"), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert "nope" in line
+
+
+def test_garbage_cifar_folder(capsys, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cifar-10-binary.tar.gz").write_bytes(b"this is not a tar file")
+    line = _error(capsys, ["reproduce", "fig4", "--dataset", "cifar10", "--data-dir", str(data),
+                           "--out", str(tmp_path / "out"), "--no-progress"])
+    assert "cifar" in line.lower()
+
+
+def test_out_is_a_file(capsys, tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("keep me")
+    line = _error(capsys, ["reproduce", "fig4", *TINY, "--out", str(target)])
+    assert "not a folder" in line
+    assert target.read_text() == "keep me"
+
+
+def test_batch_larger_than_dataset(capsys, tmp_path):
+    line = _error(capsys, ["reproduce", "fig4", *TINY[:-3], "--batch-size", "100000",
+                           "--no-progress", "--out", str(tmp_path / "o")])
+    assert "batch_size=100000" in line
+
+
+def test_plot_and_report_errors(capsys, tmp_path):
+    assert "no such run folder" in _error(capsys, ["plot", str(tmp_path / "missing")])
+    assert "not a landscape run folder" in _error(capsys, ["report", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_tiny_fig4_end_to_end_and_refusal(capsys, tmp_path):
+    out = tmp_path / "fig4"
+    assert main(["reproduce", "fig4", *TINY, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for label in ("batchnorm", "vanilla"):
+        entry = summary["models"][label]
+        n = len(entry["steps"])
+        assert n == 2
+        for key in ("loss_min", "loss_max", "grad_change_min", "grad_change_max", "effective_beta",
+                    "grad_norm"):
+            assert len(entry[key]) == n
+        assert {"train_loss", "test_accuracy"} <= set(entry)
+    assert not is_blank(out / "fig4.png") and (out / "fig4.pdf").stat().st_size > 0
+    before = (out / "summary.json").read_text()
+    # a different configuration in the same folder is refused and nothing is touched
+    line = _error(capsys, ["reproduce", "fig4", *TINY, "--lr", "0.05", "--out", str(out)])
+    assert "--overwrite" in line
+    assert (out / "summary.json").read_text() == before
+    # plot and report redraw from the records
+    assert main(["plot", str(out)]) == 0
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page and "batchnorm" in page
+
+
+def test_console_script_exit_code(tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "landscape")
+    proc = subprocess.run([exe, "reproduce", "fig4", "--steps", "0"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: ") and "Traceback" not in proc.stderr
