@@ -35,11 +35,12 @@ __all__ = ["VGG", "VGG_PLANS", "MLP", "DeepLinear", "Projection", "Block", "buil
 Array = jax.Array
 
 VGG_PLANS: dict[str, tuple[int | str, ...]] = {
+    "S": (64, "M", 128, "M", 256, 256, "M"),  # a short VGG-style net (4 conv) for CPU defaults
     "A": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
     "B": (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
     "D": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
 }
-_PLAN_ALIASES = {"vgg11": "A", "vgg13": "B", "vgg16": "D"}
+_PLAN_ALIASES = {"vgg5": "S", "vgg11": "A", "vgg13": "B", "vgg16": "D"}
 
 _ACTIVATIONS = {
     "relu": jax.nn.relu,
@@ -160,7 +161,8 @@ class _Sequential(nnx.Module):
 class VGG(_Sequential):
     """VGG-style CNN (Simonyan & Zisserman 2015) as used by Santurkar et al. (2018, App. A.1).
 
-    ``plan`` is a VGG letter ("A" = VGG-11, "B" = VGG-13, "D" = VGG-16) or an explicit tuple of
+    ``plan`` is a VGG letter ("A" = VGG-11, "B" = VGG-13, "D" = VGG-16; "S" = a 4-conv "VGG-5" for
+    quick CPU runs) or an explicit tuple of
     widths and "M" (max-pool). Widths are scaled by ``width`` (0.25 gives the narrow 16…128 net),
     every conv is 3×3 "SAME" followed by the normalization and a ReLU, then a linear classifier.
     A max-pool is skipped once the feature map is 1×1, so 28×28 inputs work too. Glorot init.
@@ -177,7 +179,8 @@ class VGG(_Sequential):
         if isinstance(plan, str):
             key = _PLAN_ALIASES.get(plan.lower(), plan.upper())
             if key not in VGG_PLANS:
-                raise ValueError(f"unknown VGG plan {plan!r}; expected one of A, B, D, vgg11, vgg13, vgg16")
+                raise ValueError(f"unknown VGG plan {plan!r}; expected one of S, A, B, D, "
+                                 "vgg5, vgg11, vgg13, vgg16")
             plan = VGG_PLANS[key]
         if width <= 0:
             raise ValueError(f"width must be > 0, got {width}")
@@ -267,13 +270,13 @@ class DeepLinear(_Sequential):
 
 def model_names() -> tuple[str, ...]:
     """Names :func:`build_model` accepts."""
-    return ("vgg11", "vgg13", "vgg16", "mlp", "dln")
+    return ("vgg5", "vgg11", "vgg13", "vgg16", "mlp", "dln")
 
 
 def build_model(name: str, *, norm: str = "batch", input_shape: Sequence[int] = (32, 32, 3),
                 num_classes: int = 10, width: float = 1.0, seed: int = 0,
                 norm_options: Mapping[str, Any] | None = None, **options: Any) -> nnx.Module:
-    """Build a model by name (``vgg11``, ``vgg13``, ``vgg16``, ``mlp``, ``dln``).
+    """Build a model by name (``vgg5``, ``vgg11``, ``vgg13``, ``vgg16``, ``mlp``, ``dln``).
 
     Example:
         >>> build_model("vgg11", width=0.25, norm="none").loss_kind
