@@ -40,7 +40,7 @@ from landscape.config import ConfigError, TrainConfig
 from landscape.models import build_model
 from landscape.records import RecordWriter, read_records, truncate_records, write_json_atomic
 
-__all__ = ["Measurement", "StepContext", "Prober", "ProbeSchedule", "TrainResult", "build_optimizer", "load_run_data", "train",
+__all__ = ["restore_model", "Measurement", "StepContext", "Prober", "ProbeSchedule", "TrainResult", "build_optimizer", "load_run_data", "train",
            "RunExistsError"]
 
 
@@ -201,6 +201,18 @@ def _step_sizes(config: TrainConfig) -> np.ndarray:
                                config.num_step_sizes)
 
 
+def _restore(manager, step: int, params, state, opt_state, where: Path) -> dict[str, Any]:
+    """Restore checkpoint ``step`` into the structure of the given pieces (clear error on mismatch)."""
+    import orbax.checkpoint as ocp
+
+    target = {"params": params, "state": state, "opt_state": opt_state}
+    try:
+        return manager.restore(step, args=ocp.args.StandardRestore(target))
+    except Exception as e:  # orbax raises many types for structure mismatches
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"checkpoint {where / str(step)} does not match the model: {detail}") from None
+
+
 def _check_workdir(workdir: Path, config: TrainConfig) -> None:
     cfg_path = workdir / "config.json"
     if workdir.exists() and not workdir.is_dir():
@@ -270,12 +282,7 @@ def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = T
     start = 0
     latest = manager.latest_step()
     if latest is not None:
-        target = {"params": params, "state": state, "opt_state": opt_state}
-        try:
-            restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
-        except Exception as e:  # orbax raises many types for structure mismatches
-            raise ConfigError(f"checkpoint {ckpt_dir / str(latest)} does not match the model: "
-                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        restored = _restore(manager, latest, params, state, opt_state, ckpt_dir)
         params, state, opt_state = restored["params"], restored["state"], restored["opt_state"]
         start = int(latest)
     run_info_path = workdir / "run.json"
@@ -384,3 +391,35 @@ def read_run(workdir: str | os.PathLike) -> dict[str, Any]:
     for path in sorted(workdir.glob("*.jsonl")):  # measurements
         out.setdefault(path.stem, read_records(path))
     return out
+
+
+def restore_model(workdir: str | os.PathLike, *, step: int | None = None) -> nnx.Module:
+    """The NNX model of a run folder with the parameters and statistics of a checkpoint.
+
+    ``step=None`` takes the latest checkpoint. Raises :class:`~landscape.config.ConfigError` when the
+    folder has no configuration or checkpoint, or when the checkpoint does not fit the model.
+
+    Example:
+        >>> model = restore_model("runs/fig4/batchnorm")
+        >>> model.eval()  # ready for inference with running statistics
+    """
+    import orbax.checkpoint as ocp
+
+    workdir = Path(workdir).absolute()
+    cfg_path = workdir / "config.json"
+    if not cfg_path.exists():
+        raise ConfigError(f"{workdir} holds no run (config.json missing)")
+    config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+    _, _, input_shape, num_classes = load_run_data(config)
+    model = build_model(config.model, norm=config.norm, input_shape=input_shape,
+                        num_classes=num_classes, width=config.width, seed=config.seed,
+                        norm_options=config.norm_options)
+    _, params, state = bridge.split(model)
+    opt_state = build_optimizer(config).init(params)
+    with ocp.CheckpointManager(workdir / "checkpoints") as manager:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise ConfigError(f"{workdir} has no checkpoint yet")
+        restored = _restore(manager, step, params, state, opt_state, workdir / "checkpoints")
+    nnx.update(model, restored["params"], restored["state"])
+    return model
