@@ -41,6 +41,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 __all__ = [
     "DEFAULT_DPI",
@@ -767,4 +768,49 @@ def plot_compare(per_norm: Mapping[str, Mapping[str, Any]], metric: str, *,
     else:
         _no_data(ax)
     _mark_diverged([ax], diverged, colors)
+    return _maybe_save(fig, path, formats)
+
+
+# ----------------------------------------------------------------------------------------------
+# Theorem 4.1
+# ----------------------------------------------------------------------------------------------
+
+def plot_theorem_4_1(layers: Mapping[str, Mapping[str, Any]], *, path: PathLike | None = None,
+                     formats: Sequence[str] = ("png", "pdf")) -> Figure:
+    """Theorem 4.1 per unit, one log-log panel per BatchNorm layer.
+
+    ``layers`` maps a layer name to ``{"lhs", "rhs", "rhs_printed", "m"}`` (per-unit arrays, see
+    :func:`landscape.theory.check_theorem_4_1`). Each unit is drawn at (right-hand side, ‖∇_y L̂‖²)
+    for the corrected 1/m form (dots) and the printed 1/√m form (crosses); points on or below the
+    dashed diagonal satisfy the bound.
+
+    Example:
+        >>> plot_theorem_4_1({"block0": {"lhs": [1.0], "rhs": [1.0], "rhs_printed": [0.5], "m": 8}})
+    """
+    names = list(layers)
+    cols = max(1, min(4, len(names)))
+    rows = max(1, -(-len(names) // cols))
+    fig = _new_figure(3.3 * cols, 3.0 * rows + 0.5)
+    for i, name in enumerate(names):
+        d = layers[name]
+        ax = fig.add_subplot(rows, cols, i + 1)
+        lhs, rhs, printed = (_arr(d[k]) for k in ("lhs", "rhs", "rhs_printed"))
+        ok = _valid(lhs, lhs, rhs, log=True)  # log=True checks > 0 on all but the first
+        okp = _valid(lhs, lhs, printed, log=True)
+        ax.loglog(rhs[ok], lhs[ok], "o", ms=3, color="tab:blue", label="corrected, 1/m")
+        ax.loglog(printed[okp], lhs[okp], "x", ms=3, color="tab:red", label="printed, 1/√m")
+        pos = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in (lhs, rhs, printed)])
+        if pos.size:
+            ax.plot([pos.min(), pos.max()], [pos.min(), pos.max()], "k--", lw=0.8)
+        else:
+            _no_data(ax)
+        for axis in (ax.xaxis, ax.yaxis):  # minor log labels collide on narrow ranges
+            axis.set_minor_formatter(NullFormatter())
+        ax.tick_params(labelsize=7)
+        ax.set_title(f"{name} (m = {d.get('m', '?')})", fontsize=9)
+        ax.set_xlabel("right-hand side", fontsize=8)
+        ax.set_ylabel(r"$\|\nabla_{y_j}\hat{\mathcal{L}}\|^2$", fontsize=8)
+        if i == 0:
+            ax.legend(fontsize=7)
+    fig.suptitle("Theorem 4.1 per unit: on or below the diagonal means the bound holds")
     return _maybe_save(fig, path, formats)

@@ -3,7 +3,7 @@
 
 import importlib
 
-for _name in ("activations", "landscapes"):
+for _name in ("activations", "landscapes", "theorems"):
     try:
         importlib.import_module(f"{__name__}.{_name}")
     except ModuleNotFoundError as e:  # a module not written yet must not break the others
