@@ -1,0 +1,28 @@
+"""The notebooks execute end to end (tiny settings through environment variables)."""
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["fig4_reproduction", "normalization_zoo"])
+def test_notebook_executes(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("LANDSCAPE_NB_STEPS", "4")
+    monkeypatch.setenv("LANDSCAPE_NB_PROBE_EVERY", "2")
+    monkeypatch.setenv("LANDSCAPE_NB_SEEDS", "1")
+    monkeypatch.setenv("LANDSCAPE_NB_DATASET", "synthetic")
+    monkeypatch.setenv("LANDSCAPE_NB_NORMS", "none,batch")
+    monkeypatch.setenv("LANDSCAPE_NB_OUT", str(tmp_path / "out"))
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # a figure was shown
+    assert (tmp_path / "out" / "summary.json").exists()
