@@ -1,4 +1,4 @@
-"""Activation-distribution figures: Santurkar et al. (2018) Fig. 1 and 2, Ioffe & Szegedy (2015) Fig. 1.
+"""Activation figures: Santurkar et al. (2018) Fig. 1 and 2, Ioffe & Szegedy (2015) Fig. 1.
 
 Three experiments, registered with :func:`landscape.reproduce.register_experiment`:
 
@@ -105,7 +105,7 @@ def block_output(model: Any, params: Any, state: Any, x: Any, rng: Any = None, *
 def activation_measurement(*, layer: int = 2, unit: int | None = None, num_samples: int = 2000,
                            every: int = 10, sample_at: Sequence[int] = (), seed: int = 0,
                            name: str = ACTIVATIONS_MEASUREMENT) -> Measurement:
-    """A :class:`~landscape.train.Measurement` of one block's activations (input to its nonlinearity).
+    """A :class:`~landscape.train.Measurement` of one block's activations (nonlinearity input).
 
     At a due step t it runs :func:`block_output` on θ_t, the running statistics and step t's
     minibatch (``ctx.batch``, including its noise key) and records::
@@ -203,7 +203,7 @@ def activation_series(run: Mapping[str, Any],
 
 
 def _thin(arrays: dict[str, Any], keys: Sequence[str], max_points: float) -> None:
-    """Keep every k-th entry (and the last) of ``arrays[keys]`` so that at most ~max_points remain."""
+    """Keep every k-th entry (and the last) of ``arrays[keys]``: at most ~``max_points`` remain."""
     n = len(arrays[keys[0]])
     if n <= max_points:
         return
@@ -324,10 +324,12 @@ def _finalize_distributions(out: Path, runs: Mapping[str, Mapping[str, Any]], *,
 # ------------------------------------------------------------------------------------ builders
 
 _SANTURKAR_DEFAULTS: dict[str, dict[str, Any]] = {
-    # ~2 minutes on a busy 2-core CPU for fig1's 4 runs: a narrow VGG-11, batch 64, 150 steps.
+    # The quick preset's VGG (vgg5) narrowed to width 0.125, batch 64, 400 steps, evaluation every
+    # 20: fig1's 4 runs took ~1¾ min, fig2's 3 runs ~1½ min on a busy 2-core CPU. (With vgg11 the
+    # vanilla net at lr 0.1 sits on a plateau for ~250 steps and at lr 0.5 never leaves it.)
     "quick": dict(width=0.125, batch_size=64, steps=400, eval_every=20, checkpoint_every=100,
                   probe_every=0),
-    # App. A.1 (preset "paper": CIFAR-10, VGG, lr 0.1, batch 128, 15 000 steps), no landscape probes.
+    # App. A.1 (preset "paper": CIFAR-10, VGG, lr 0.1, batch 128, 15 000 steps); no Fig.-4 probes.
     "paper": dict(probe_every=0, eval_every=250, checkpoint_every=1000),
 }
 
@@ -366,7 +368,8 @@ def _default_smooth(steps: int) -> int:
 
 
 def fig1_experiment(preset: str = "quick", *, layer: int = 2, unit: int | None = None,
-                    lrs: Sequence[float] | None = None, num_samples: int = 2000, num_ridges: int = 6, measure_every: int | None = None,
+                    lrs: Sequence[float] | None = None, num_samples: int = 2000,
+                    num_ridges: int = 6, measure_every: int | None = None,
                     smooth: int | None = None, **overrides: Any) -> Experiment:
     """Santurkar et al. (2018) Figure 1: BatchNorm vs vanilla VGG at two learning rates.
 
@@ -380,14 +383,16 @@ def fig1_experiment(preset: str = "quick", *, layer: int = 2, unit: int | None =
     ``layer`` (default 2 = the paper's layer #3, clipped to the depth), the normalization output
     (input to the ReLU) in train mode on the step's minibatch; every value of the layer (all
     channels, positions and examples; ``unit=c`` keeps channel c only) — the paper "sampled
-    activations of a given layer" without saying more — subsampled to ``num_samples`` values at ``num_ridges`` evenly spaced steps and
-    drawn as ridge histograms (one panel per run). Percentiles are recorded every
-    ``measure_every`` steps (default: about 30 points).
+    activations of a given layer" without saying more — subsampled to ``num_samples`` values at
+    ``num_ridges`` evenly spaced steps and drawn as ridge histograms (one panel per run).
+    Percentiles are recorded every ``measure_every`` steps (default: about 30 points). Train
+    curves are smoothed over ``smooth`` steps (default steps/40); test accuracy is raw.
 
-    Presets: "quick" — narrow VGG-11 (width 0.125) on the offline MNIST subset, batch 64,
-    150 steps, evaluation every 10 steps (~2 min on a busy 2-core CPU); "paper" — App. A.1
-    (CIFAR-10, VGG-11 at full width, batch 128, 15 000 steps; the paper's net is deeper, pass
-    ``model="vgg16"`` for a layer #11). ``overrides`` are :class:`TrainConfig` fields and win.
+    Presets: "quick" — the quick preset's VGG (vgg5: 4 conv layers) at width 0.125 on the offline
+    MNIST subset, batch 64, 400 steps, evaluation every 20 steps (~1¾ min on a busy 2-core CPU);
+    "paper" — App. A.1 (CIFAR-10, VGG-11 at full width, batch 128, 15 000 steps; the paper's net
+    is deeper, pass ``model="vgg16"`` and ``layer=10`` for its layer #11). ``overrides`` are
+    :class:`TrainConfig` fields and win.
 
     Example:
         >>> run_experiment(fig1_experiment("quick"), "runs/fig1")  # runs/fig1/fig1.png
@@ -417,14 +422,14 @@ def fig1_experiment(preset: str = "quick", *, layer: int = 2, unit: int | None =
         lambda out, r: _finalize_distributions(out, r, name="fig1", title=title, smooth=sm),
         measurements=measurements,
         options={"preset": preset, "layer": layer, "unit": unit, "lrs": list(rates),
-                 "num_samples": num_samples, "num_ridges": num_ridges, "measure_every": every, "smooth": sm, **overrides})
+                 "num_samples": num_samples, "num_ridges": num_ridges, "measure_every": every,
+                 "smooth": sm, **overrides})
 
 
 def fig2_experiment(preset: str = "quick", *, layer: int = 2, unit: int | None = 0,
-                    num_samples: int = 2000,
-                    num_ridges: int = 6, measure_every: int | None = None,
-                    smooth: int | None = None, noise: Mapping[str, Any] | None = None,
-                    **overrides: Any) -> Experiment:
+                    num_samples: int = 2000, num_ridges: int = 6,
+                    measure_every: int | None = None, smooth: int | None = None,
+                    noise: Mapping[str, Any] | None = None, **overrides: Any) -> Experiment:
     """Santurkar et al. (2018) Figure 2: standard vs BatchNorm vs "noisy" BatchNorm.
 
     The paper's figure: accuracy of a VGG without BN ("Standard"), with BN and with BN followed by
@@ -502,8 +507,9 @@ def ioffe_fig1_experiment(preset: str = "quick", *, layer: int = -1, unit: int =
     test-time BN (momentum 0.9).
 
     Presets: "quick" — the offline MNIST subset (4 000 train / 1 000 test images), 2 000 steps,
-    evaluation every 50 (~1 min); "paper" — full MNIST (``data_dir``), 50 000 steps, evaluation
-    every 500. Any :class:`TrainConfig` field in ``overrides`` wins (e.g. another ``lr``).
+    evaluation every 50 (~40 s on a busy 2-core CPU); "paper" — full MNIST (``data_dir``),
+    50 000 steps, evaluation every 500. Any :class:`TrainConfig` field in ``overrides`` wins
+    (e.g. another ``lr``).
 
     Example:
         >>> run_experiment(ioffe_fig1_experiment("quick"), "runs/ioffe-fig1")
