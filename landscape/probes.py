@@ -1,0 +1,522 @@
+"""Loss-landscape probes along a direction: loss variation, gradient predictiveness, effective β.
+
+These are the measurements behind Figure 4 of Santurkar et al., "How Does Batch Normalization Help
+Optimization?" (NeurIPS 2018, Sec. 3.2 and App. A.2.2). At parameters θ with gradient
+g = ∇L(θ) on a minibatch, the probe looks at the points θ − η·d for a range of step sizes η
+(by default d = g) and records
+
+- loss variation          L(θ − η d)                                  (Fig. 4a, a band over η),
+- gradient predictiveness ‖∇L(θ − η d) − g‖₂                          (Fig. 4b, a band over η),
+- effective β-smoothness  max_η ‖∇L(θ − η d) − g‖₂ / ‖η d‖₂           (Fig. 4c, one number).
+
+The best-known public notebook reproducing Fig. 4c forgets to divide by the distance ‖η d‖₂
+(it plots max_η ‖∇L(θ − η d) − g‖₂); this module divides.
+
+Every function takes the toolkit's one loss signature, ``loss_fn(params, batch) -> scalar``, with
+``params`` and ``batch`` arbitrary pytrees. The probe functions are pure and jit-compatible (except
+:func:`noise_floor`, which must see two separate dispatches) and never print.
+
+Example::
+
+    import jax.numpy as jnp
+    from landscape import probes
+
+    def loss_fn(params, batch):
+        return 0.5 * jnp.sum((batch["x"] @ params["w"] - batch["y"]) ** 2)
+
+    r = probes.step_probe(loss_fn, params, batch, probes.lr_multiples(0.1))
+    r.effective_beta        # scalar
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+__all__ = [
+    "STRATEGIES",
+    "GradNorms",
+    "StepProbe",
+    "grad_norms",
+    "lr_multiples",
+    "make_step_probe",
+    "noise_floor",
+    "step_probe",
+    "summarize",
+]
+
+PyTree = Any
+LossFn = Callable[[PyTree, PyTree], jax.Array]
+
+#: Accepted values of the ``strategy`` argument of :func:`step_probe` / :func:`make_step_probe`.
+STRATEGIES = ("auto", "unroll", "vmap", "map")
+
+
+class StepProbe(NamedTuple):
+    """Result of :func:`step_probe` (shapes: ``K`` = number of step sizes).
+
+    Attributes:
+      step_sizes: (K,) the absolute step sizes η_k, in the order given.
+      loss0: () L(θ).
+      grad_norm: () ‖g‖₂ with g = ∇L(θ) — always the gradient, even for a custom direction.
+      loss: (K,) L(θ − η_k d)  (Fig. 4a, "loss variation").
+      grad_change: (K,) ‖∇L(θ − η_k d) − g‖₂  (Fig. 4b, "gradient predictiveness").
+      effective_beta: () max_k grad_change_k / (|η_k|·‖d‖₂)  (Fig. 4c), over the k with
+        |η_k|·‖d‖₂ > 0; NaN when there is no such k (0/0), and NaN when any included entry is
+        NaN (a diverged point has no finite smoothness).
+    """
+
+    step_sizes: jax.Array
+    loss0: jax.Array
+    grad_norm: jax.Array
+    loss: jax.Array
+    grad_change: jax.Array
+    effective_beta: jax.Array
+
+
+class GradNorms(NamedTuple):
+    """Result of :func:`grad_norms`.
+
+    Attributes:
+      total: () ‖∇L(θ)‖₂ over all parameters.
+      per_leaf: pytree like ``params``; each leaf is the () norm ‖∇_leaf L(θ)‖₂ of that leaf's
+        gradient block. ``total == sqrt(sum(per_leaf**2))``.
+    """
+
+    total: jax.Array
+    per_leaf: PyTree
+
+
+# ----------------------------------------------------------------------------------------------
+# dtype and validation helpers
+
+
+def _result_dtype(params: PyTree) -> jnp.dtype:
+    """The dtype results are reported in: the params' float dtype, at least float32.
+
+    float32 params → float32, float64 params → float64; bfloat16/float16 params are accumulated and
+    reported in float32. Mixed float dtypes use their promotion (e.g. float32 + float64 → float64).
+    """
+    dtypes = [
+        jnp.result_type(leaf)
+        for leaf in jax.tree.leaves(params)
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+    ]
+    if not dtypes:
+        raise ValueError("params must contain at least one floating-point leaf to differentiate.")
+    return jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)
+
+
+def _tree_norm(tree: PyTree, dtype) -> jax.Array:
+    """‖tree‖₂, accumulated in ``dtype`` (at least float32)."""
+    return optax.tree.norm(optax.tree.cast(tree, dtype)).astype(dtype)
+
+
+def _resolve_strategy(strategy: str, chunk_size: int | None) -> str:
+    """Validates ``strategy``/``chunk_size`` and maps ``"auto"`` to a concrete strategy."""
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"strategy must be one of {', '.join(repr(s) for s in STRATEGIES)}; got {strategy!r}."
+        )
+    if chunk_size is not None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+            raise ValueError(f"chunk_size must be a positive int or None; got {chunk_size!r}.")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int or None; got {chunk_size!r}.")
+        if strategy == "unroll":
+            raise ValueError(
+                "chunk_size applies to strategy 'vmap' or 'map' (it bounds how many points are "
+                "evaluated at once); 'unroll' always writes out all K evaluations."
+            )
+    if strategy == "auto":
+        # A chunk size asks for bounded memory, which only the mapped strategies give.
+        if chunk_size is not None or jax.default_backend() != "cpu":
+            return "vmap"
+        return "unroll"
+    return strategy
+
+
+def _check_direction(params: PyTree, direction: PyTree) -> None:
+    p_struct, d_struct = jax.tree.structure(params), jax.tree.structure(direction)
+    if p_struct != d_struct:
+        raise ValueError(
+            f"direction must have the same pytree structure as params; got {d_struct} "
+            f"for params {p_struct}."
+        )
+    for p, d in zip(jax.tree.leaves(params), jax.tree.leaves(direction)):
+        if jnp.shape(p) != jnp.shape(d):
+            raise ValueError(
+                f"direction leaf shapes must match params; got {jnp.shape(d)} for a params leaf "
+                f"of shape {jnp.shape(p)}."
+            )
+
+
+# ----------------------------------------------------------------------------------------------
+# step probe
+
+
+def _step_probe_impl(
+    loss_fn: LossFn,
+    strategy: str,
+    chunk_size: int | None,
+    params: PyTree,
+    batch: PyTree,
+    step_sizes: jax.Array,
+    direction: PyTree = None,
+) -> StepProbe:
+    """The traced body shared by :func:`step_probe` and :func:`make_step_probe`."""
+    dtype = _result_dtype(params)
+    step_sizes = jnp.asarray(step_sizes)
+    if step_sizes.ndim != 1 or step_sizes.shape[0] < 1:
+        raise ValueError(
+            f"step_sizes must be a 1-D array with at least one entry; got shape {step_sizes.shape}."
+        )
+    step_sizes = step_sizes.astype(dtype)
+    num_steps = step_sizes.shape[0]
+
+    value_and_grad = jax.value_and_grad(loss_fn)
+    loss0, grad = value_and_grad(params, batch)
+    if direction is None:
+        direction = grad
+    else:
+        _check_direction(params, direction)
+    grad_acc = optax.tree.cast(grad, dtype)
+
+    def at(eta: jax.Array) -> tuple[jax.Array, jax.Array]:
+        # θ − η d, each leaf kept in its own dtype.
+        moved = optax.tree.cast_like(optax.tree.add_scale(params, -eta, direction), params)
+        loss, grad_moved = value_and_grad(moved, batch)
+        change = optax.tree.norm(optax.tree.sub(optax.tree.cast(grad_moved, dtype), grad_acc))
+        return jnp.asarray(loss, dtype), change.astype(dtype)
+
+    if strategy == "unroll":
+        outs = [at(step_sizes[k]) for k in range(num_steps)]
+        loss = jnp.stack([o[0] for o in outs])
+        grad_change = jnp.stack([o[1] for o in outs])
+    elif strategy == "vmap" and chunk_size is None:
+        loss, grad_change = jax.vmap(at)(step_sizes)
+    elif strategy in ("vmap", "map"):
+        # lax.map with batch_size vmaps over chunks of that size (remainder handled by JAX).
+        loss, grad_change = jax.lax.map(at, step_sizes, batch_size=chunk_size)
+    else:  # pragma: no cover - _resolve_strategy rejects anything else.
+        raise ValueError(f"unknown strategy {strategy!r}")
+
+    direction_norm = _tree_norm(direction, dtype)
+    distance = jnp.abs(step_sizes) * direction_norm
+    valid = distance > 0
+    ratio = jnp.where(valid, grad_change / jnp.where(valid, distance, 1), -jnp.inf)
+    effective_beta = jnp.where(jnp.any(valid), jnp.max(ratio), jnp.nan).astype(dtype)
+
+    return StepProbe(
+        step_sizes=step_sizes,
+        loss0=jnp.asarray(loss0, dtype),
+        grad_norm=optax.tree.norm(grad_acc).astype(dtype),
+        loss=loss,
+        grad_change=grad_change,
+        effective_beta=effective_beta,
+    )
+
+
+_step_probe_jit = jax.jit(_step_probe_impl, static_argnums=(0, 1, 2))
+
+
+def step_probe(
+    loss_fn: LossFn,
+    params: PyTree,
+    batch: PyTree,
+    step_sizes: jax.Array,
+    *,
+    direction: PyTree = None,
+    strategy: str = "auto",
+    chunk_size: int | None = None,
+) -> StepProbe:
+    """Loss and gradient along θ − η·d for K step sizes (Santurkar et al. 2018, Fig. 4).
+
+    With g = ∇L(θ) and d = ``direction`` (default g), for each η_k:
+
+        loss_k        = L(θ − η_k d)
+        grad_change_k = ‖∇L(θ − η_k d) − g‖₂
+        effective_β   = max_k grad_change_k / (|η_k| ‖d‖₂)
+
+    Entries with |η_k|·‖d‖₂ = 0 are 0/0 and left out of the max; if every entry is left out,
+    ``effective_beta`` is NaN. A NaN in an included entry (a diverged point) gives NaN. Unlike the
+    best-known public notebook, which reports max_k grad_change_k, we divide by the distance.
+
+    Results are in the params' float dtype (float32 → float32, float64 → float64; bfloat16/float16
+    are accumulated and reported in float32). Each probed point keeps every leaf's own dtype.
+
+    The computation is jitted internally, keyed on ``loss_fn`` (which must be hashable; pass the
+    same function object each time, not a fresh lambda, or build a probe once with
+    :func:`make_step_probe`). It also works inside an outer ``jax.jit``, e.g.
+    ``jax.jit(step_probe, static_argnums=0, static_argnames=("strategy", "chunk_size"))``.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar``; for BatchNorm nets, the batch-statistics loss
+        (train mode) with no side effects on running averages (REFERENCE, Fig. 4).
+      params: pytree θ.
+      batch: pytree passed unchanged to ``loss_fn`` (the same minibatch as the step).
+      step_sizes: (K,) absolute step sizes η, K ≥ 1, any order (results keep it), may contain 0.
+        Negative η move along +d. See :func:`lr_multiples` for the paper's range.
+      direction: pytree like ``params``; default g = ∇L(θ). Gradient changes are still measured
+        against g.
+      strategy: how the K evaluations are laid out: ``"unroll"`` (K value-and-grad calls written
+        out in one traced function; fastest on CPU), ``"vmap"`` (``jax.vmap`` over η; fastest on
+        accelerators, K× the memory of one gradient), ``"map"`` (``jax.lax.map``: sequential, lowest
+        memory, slow on CPU), or ``"auto"`` (``"vmap"`` on GPU/TPU, ``"unroll"`` on CPU, and
+        ``"vmap"`` whenever ``chunk_size`` is given).
+      chunk_size: for ``"vmap"``/``"map"``: evaluate at most this many points at once, via
+        ``jax.lax.map(f, step_sizes, batch_size=chunk_size)``. Not accepted with ``"unroll"``.
+
+    Returns:
+      A :class:`StepProbe` with fields ``step_sizes`` (K,), ``loss0`` (), ``grad_norm`` (),
+      ``loss`` (K,), ``grad_change`` (K,), ``effective_beta`` ().
+
+    Raises:
+      ValueError: unknown ``strategy``, bad ``chunk_size``, ``step_sizes`` not 1-D with K ≥ 1,
+        or ``direction`` not shaped like ``params``.
+
+    Reference:
+      Santurkar, Tsipras, Ilyas, Madry (2018), Sec. 3.2, Fig. 4, App. A.2.2.
+
+    Example::
+
+        >>> loss_fn = lambda p, b: 0.5 * jnp.sum(b * p["w"] ** 2)   # β = max(b) = 3
+        >>> r = step_probe(loss_fn, {"w": jnp.ones(2)}, jnp.array([1.0, 3.0]),
+        ...                jnp.array([0.1, 0.2]))
+        >>> float(r.effective_beta)   # ‖A g‖ / ‖g‖ = ‖(1, 9)‖ / ‖(1, 3)‖
+        2.863...
+    """
+    resolved = _resolve_strategy(strategy, chunk_size)
+    # Casting here keeps one jit cache entry whatever dtype the caller's step sizes have.
+    step_sizes = jnp.asarray(step_sizes, dtype=_result_dtype(params))
+    return _step_probe_jit(loss_fn, resolved, chunk_size, params, batch, step_sizes, direction)
+
+
+def make_step_probe(
+    loss_fn: LossFn, *, strategy: str = "auto", chunk_size: int | None = None
+) -> Callable[..., StepProbe]:
+    """Builds a jitted ``probe(params, batch, step_sizes, direction=None) -> StepProbe``.
+
+    Same computation and arguments as :func:`step_probe`, with ``loss_fn``, ``strategy`` (``"auto"``
+    resolved now, on the current default backend) and ``chunk_size`` fixed. Build it once and call it
+    every step: it traces again only when shapes, dtypes or the pytree structure of its arguments
+    change (e.g. a new K, or ``direction`` switching between ``None`` and a pytree), never when only
+    values change.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar``.
+      strategy: one of :data:`STRATEGIES`; see :func:`step_probe`.
+      chunk_size: see :func:`step_probe`.
+
+    Returns:
+      The jitted probe function.
+
+    Reference:
+      Santurkar et al. (2018), Fig. 4, App. A.2.2.
+
+    Example::
+
+        probe = make_step_probe(loss_fn)
+        for step in range(num_steps):
+            r = probe(params, batch, lr_multiples(0.1))
+    """
+    resolved = _resolve_strategy(strategy, chunk_size)
+    body = functools.partial(_step_probe_impl, loss_fn, resolved, chunk_size)
+
+    def probe(params: PyTree, batch: PyTree, step_sizes: jax.Array, direction: PyTree = None):
+        return body(params, batch, step_sizes, direction)
+
+    probe.__name__ = probe.__qualname__ = f"step_probe[{getattr(loss_fn, '__name__', 'loss_fn')}]"
+    probe.__doc__ = (
+        f"Jitted step_probe of {getattr(loss_fn, '__name__', 'loss_fn')} (strategy {resolved!r}, "
+        f"chunk_size {chunk_size}): probe(params, batch, step_sizes, direction=None) -> StepProbe."
+    )
+    return jax.jit(probe)
+
+
+# ----------------------------------------------------------------------------------------------
+# step-size ranges
+
+
+def lr_multiples(lr: float, lo: float = 0.5, hi: float = 4.0, num: int = 8) -> np.ndarray:
+    """``num`` evenly spaced step sizes from ``lo·lr`` to ``hi·lr`` (both included).
+
+    η_k = lr·(lo + k·(hi − lo)/(num − 1)), k = 0…num−1 (just ``lo·lr`` when num = 1). The paper's
+    VGG range is [½, 4] × lr (lr 0.1 → [0.05, 0.4]); its deep linear network uses [1/100, 30] × lr.
+    The number of points is unstated; reproductions use 8 or 13.
+
+    Args:
+      lr: learning rate, finite and > 0.
+      lo, hi: multiples of ``lr`` at the ends, finite, 0 < lo ≤ hi.
+      num: number of step sizes, an int ≥ 1.
+
+    Returns:
+      float64 NumPy array of shape (num,) (cast to the params' dtype by :func:`step_probe`).
+
+    Raises:
+      ValueError: naming the bad argument.
+
+    Reference:
+      Santurkar et al. (2018), App. A.2.2.
+
+    Example::
+
+        >>> lr_multiples(0.1)
+        array([0.05, 0.1 , 0.15, 0.2 , 0.25, 0.3 , 0.35, 0.4 ])
+    """
+
+    def _real(name: str, value) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{name} must be a real number; got {value!r}.")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite; got {value!r}.")
+        return value
+
+    lr, lo, hi = _real("lr", lr), _real("lo", lo), _real("hi", hi)
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0; got {lr!r}.")
+    if lo <= 0:
+        raise ValueError(f"lo must be > 0; got {lo!r}.")
+    if hi < lo:
+        raise ValueError(f"need lo <= hi; got lo={lo!r}, hi={hi!r}.")
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+        raise ValueError(f"num must be an int >= 1; got {num!r}.")
+    return lr * np.linspace(lo, hi, int(num), dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------------------------
+# gradient norms and the nondeterminism floor
+
+
+def _grad_norms_impl(loss_fn: LossFn, params: PyTree, batch: PyTree) -> GradNorms:
+    dtype = _result_dtype(params)
+    grad = optax.tree.cast(jax.grad(loss_fn)(params, batch), dtype)
+    per_leaf = jax.tree.map(lambda leaf: optax.tree.norm(leaf).astype(dtype), grad)
+    return GradNorms(total=optax.tree.norm(grad).astype(dtype), per_leaf=per_leaf)
+
+
+_grad_norms_jit = jax.jit(_grad_norms_impl, static_argnums=0)
+
+
+def grad_norms(loss_fn: LossFn, params: PyTree, batch: PyTree) -> GradNorms:
+    """Global and per-leaf gradient norms ‖∇L(θ)‖₂ (the Lipschitzness of the loss).
+
+    total = ‖∇L(θ)‖₂ = sqrt(Σ_leaves ‖∇_leaf L(θ)‖₂²); per_leaf holds each ‖∇_leaf L(θ)‖₂ (a layer's
+    norm is the root-sum-square of its leaves, e.g. kernel and bias). Jitted internally (keyed on
+    ``loss_fn``); works inside ``jax.jit``. Dtypes as in :func:`step_probe`.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar``.
+      params: pytree θ.
+      batch: pytree passed to ``loss_fn``.
+
+    Returns:
+      :class:`GradNorms` ``(total, per_leaf)``.
+
+    Reference:
+      Santurkar et al. (2018), Sec. 3.2 (Lipschitzness of the loss, Fig. 4a) and Sec. 4.
+
+    Example::
+
+        >>> n = grad_norms(lambda p, b: jnp.sum(p["w"] * b), {"w": jnp.ones(2)},
+        ...                jnp.array([3.0, 4.0]))
+        >>> float(n.total), float(n.per_leaf["w"])
+        (5.0, 5.0)
+    """
+    return _grad_norms_jit(loss_fn, params, batch)
+
+
+def noise_floor(loss_fn: LossFn, params: PyTree, batch: PyTree) -> jax.Array:
+    """Nondeterminism floor of the gradient: ‖g₁ − g₂‖₂ for two computations of ∇L(θ).
+
+    g₁ and g₂ are the gradient at the same θ and batch, each from its own separately traced and
+    jitted function, dispatched one after the other. Any difference comes from nondeterministic
+    kernels (e.g. atomics or autotuned algorithms on GPU); on CPU it is exactly 0 for a
+    deterministic loss. Gradient-change values of :func:`step_probe` below this floor are noise.
+
+    Must be called outside ``jax.jit``: inside one traced function XLA would merge the two
+    identical computations and the floor would be 0 by construction. Compiles the gradient twice.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar``.
+      params: pytree θ (concrete arrays).
+      batch: pytree passed to ``loss_fn``.
+
+    Returns:
+      () ‖g₁ − g₂‖₂ in the dtype of :func:`step_probe`'s results.
+
+    Raises:
+      ValueError: when called under a JAX transformation (params or batch are tracers).
+
+    Reference:
+      Measurement hygiene for Santurkar et al. (2018), Fig. 4b.
+
+    Example::
+
+        >>> float(noise_floor(lambda p, b: jnp.sum(jnp.sin(p * b)), jnp.ones(3), jnp.ones(3)))
+        0.0
+    """
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((params, batch))):
+        raise ValueError(
+            "noise_floor must be called outside jax.jit/vmap: under one trace the two gradient "
+            "computations are merged and the floor is 0 by construction."
+        )
+    dtype = _result_dtype(params)
+    # Two distinct function objects → two traces and two compiled executables.
+    first = jax.jit(lambda p, b: jax.grad(loss_fn)(p, b))
+    second = jax.jit(lambda p, b: jax.grad(loss_fn)(p, b))
+    g1 = first(params, batch)
+    g1 = jax.block_until_ready(g1)
+    g2 = second(params, batch)
+    return _tree_norm(optax.tree.sub(optax.tree.cast(g1, dtype), optax.tree.cast(g2, dtype)), dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# records
+
+
+def summarize(probe: StepProbe) -> dict[str, float]:
+    """Python-float summary of a :class:`StepProbe` for records (call outside ``jax.jit``).
+
+    The Fig. 4 bands are [loss_min, loss_max] and [grad_change_min, grad_change_max] over η; NaNs
+    propagate (a NaN anywhere in ``loss`` makes loss_min and loss_max NaN), so a diverged probe is
+    visible in the record.
+
+    Args:
+      probe: a :class:`StepProbe` (concrete arrays).
+
+    Returns:
+      dict with float values: ``loss0``, ``loss_min``, ``loss_max``, ``grad_change_min``,
+      ``grad_change_max``, ``effective_beta``, ``grad_norm``, ``step_size_min``, ``step_size_max``
+      (Python floats, NaN preserved) and ``num_steps`` (Python int, K).
+
+    Reference:
+      Santurkar et al. (2018), Fig. 4 (bands a, b; curve c).
+
+    Example::
+
+        record = summarize(step_probe(loss_fn, params, batch, lr_multiples(0.1)))
+    """
+    loss = np.asarray(probe.loss, dtype=np.float64)
+    change = np.asarray(probe.grad_change, dtype=np.float64)
+    steps = np.asarray(probe.step_sizes, dtype=np.float64)
+    return {
+        "loss0": float(probe.loss0),
+        "loss_min": float(np.min(loss)),
+        "loss_max": float(np.max(loss)),
+        "grad_change_min": float(np.min(change)),
+        "grad_change_max": float(np.max(change)),
+        "effective_beta": float(probe.effective_beta),
+        "grad_norm": float(probe.grad_norm),
+        "step_size_min": float(np.min(steps)),
+        "step_size_max": float(np.max(steps)),
+        "num_steps": int(steps.shape[0]),
+    }
