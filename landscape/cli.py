@@ -84,7 +84,10 @@ def _add_training_flags(p: argparse.ArgumentParser, *, default_out: str | None) 
     p.add_argument("--overwrite", action="store_true",
                    help="replace an output folder that holds a different run")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out (the default when its configuration matches)")
+                   help="require --out to hold this run and continue it (the same command resumes "
+                        "anyway when the configuration matches)")
+    p.add_argument("--stop-on-divergence", action="store_true",
+                   help="stop a run at its first non-finite loss (default: finish it, record NaN)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -116,8 +119,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("dataset", "data_dir", "model", "width", "steps", "lr", "batch_size", "probe_every",
             "checkpoint_every", "num_step_sizes", "seed")
     out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
-    if getattr(args, "download", False):
-        out["download"] = True
+    for flag in ("download", "stop_on_divergence"):
+        if getattr(args, flag, False):
+            out[flag] = True
     return out
 
 
@@ -128,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
         builder = reproduce.EXPERIMENTS[args.figure]
         experiment = builder(args.preset, **_overrides(args))
         out = Path(args.out or f"runs/{args.figure}")
+        _check_resume(args, out)
         summary = reproduce.run_experiment(experiment, out, overwrite=args.overwrite,
                                            progress=not args.no_progress)
         _print_summary(out, summary)
@@ -137,6 +142,7 @@ def _run(args: argparse.Namespace) -> int:
         experiment = reproduce.EXPERIMENTS["compare"](args.preset, norms=norms, seeds=args.seeds,
                                                       **_overrides(args))
         out = Path(args.out)
+        _check_resume(args, out)
         summary = reproduce.run_experiment(experiment, out, overwrite=args.overwrite,
                                            progress=not args.no_progress)
         _print_summary(out, summary)
@@ -151,6 +157,13 @@ def _run(args: argparse.Namespace) -> int:
     raise UsageError(f"unknown command {args.command!r}")  # pragma: no cover
 
 
+def _check_resume(args: argparse.Namespace, out: Path) -> None:
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
+    if args.resume and not (out / "experiment.json").exists():
+        raise UsageError(f"--resume: {out} holds no run to resume")
+
+
 def _print_summary(out: Path, summary: dict[str, Any]) -> None:
     print(f"wrote {out}/")
     for label, entry in summary.get("models", {}).items():
@@ -163,6 +176,10 @@ def _print_summary(out: Path, summary: dict[str, Any]) -> None:
         print(line)
     for key, value in summary.get("comparison", {}).items():
         print(f"  {key}: {value:.2f}")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         with warnings.catch_warnings():
             warnings.simplefilter("default")
-            warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+            warnings.showwarning = _show_warning
             return _run(args)
     except user_errors as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
