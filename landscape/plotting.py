@@ -553,8 +553,7 @@ def plot_activation_percentiles(series: Mapping[str, Mapping[str, Any]], *,
         ax.grid(True, alpha=0.3)
         if not any_drawn:
             _no_data(ax)
-        else:
-            ax.legend(fontsize=8, frameon=False)
+    _legend(fig, axes)  # line styles name the percentiles; below the panels, clear of the data
     axes[0].set_ylabel("activation (input to the nonlinearity)")
     if not series:
         _no_data(axes[0])
