@@ -9,7 +9,7 @@ The flat API (everything else lives in the submodules named below):
 - probes: :func:`step_probe`, :func:`make_step_probe`, :func:`lr_multiples`, :func:`grad_norms`,
   :func:`noise_floor` (:mod:`landscape.probes`, pure JAX, no Flax)
 - Flax NNX bridge: :func:`split`, :func:`make_loss_fn`, :func:`make_batch` (:mod:`landscape.bridge`)
-- training: :class:`TrainConfig`, :func:`train`, :class:`Prober`, :class:`ProbeSchedule`,
+- training: :class:`TrainConfig`, :func:`landscape.train.train`, :class:`Prober`, :class:`ProbeSchedule`,
   :class:`Measurement` (:mod:`landscape.train`)
 - models and normalizations: :func:`build_model`, :class:`VGG`, :class:`MLP`, :class:`DeepLinear`,
   :func:`make_normalization` (:mod:`landscape.models`, :mod:`landscape.normalization`)
@@ -17,29 +17,44 @@ The flat API (everything else lives in the submodules named below):
   reproductions: :mod:`landscape.reproduce`; data: :mod:`landscape.data`
 """
 
-from landscape import bridge, data, models, normalization, plotting, probes, records, theory
-from landscape.bridge import make_batch, make_loss_fn, split
-from landscape.config import ConfigError, TrainConfig
-from landscape.models import MLP, VGG, DeepLinear, build_model
-from landscape.normalization import make_normalization, normalization_names
-from landscape.probes import (
-    GradNorms,
-    StepProbe,
-    grad_norms,
-    lr_multiples,
-    make_step_probe,
-    noise_floor,
-    step_probe,
-)
-from landscape.theory import theory_table
-from landscape.train import Measurement, Prober, ProbeSchedule, read_run, train
+import importlib
+from typing import Any
+
+# Public names → the submodule defining them. Imported on first use, so that light modules
+# (plotting, records, data) and the CLI's argument errors do not pay for importing JAX and Flax.
+_EXPORTS = {
+    "make_batch": "bridge", "make_loss_fn": "bridge", "split": "bridge",
+    "ConfigError": "config", "TrainConfig": "config",
+    "MLP": "models", "VGG": "models", "DeepLinear": "models", "build_model": "models",
+    "make_normalization": "normalization", "normalization_names": "normalization",
+    "GradNorms": "probes", "StepProbe": "probes", "grad_norms": "probes",
+    "lr_multiples": "probes", "make_step_probe": "probes", "noise_floor": "probes",
+    "step_probe": "probes",
+    "theory_table": "theory",
+    "Measurement": "train", "Prober": "train", "ProbeSchedule": "train", "read_run": "train",
+    "restore_model": "train",
+}
+# ``landscape.train`` is the training module (its ``train`` function: ``from landscape.train
+# import train``); a top-level ``train`` function would collide with it.
+_SUBMODULES = ("bridge", "config", "data", "models", "normalization", "plotting", "probes",
+               "records", "reproduce", "theory", "train")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"landscape.{_EXPORTS[name]}"), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"landscape.{name}")
+    else:
+        raise AttributeError(f"module 'landscape' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
+
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ConfigError", "DeepLinear", "GradNorms", "MLP", "Measurement", "Prober", "ProbeSchedule",
-    "StepProbe", "TrainConfig", "VGG", "bridge", "build_model", "data", "grad_norms",
-    "lr_multiples", "make_batch", "make_loss_fn", "make_normalization", "make_step_probe",
-    "models", "noise_floor", "normalization", "normalization_names", "plotting", "probes",
-    "read_run", "records", "split", "step_probe", "theory", "theory_table", "train",
-]
+__all__ = sorted(set(_EXPORTS) | set(_SUBMODULES))
