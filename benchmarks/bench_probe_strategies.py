@@ -109,8 +109,22 @@ def time_call(fn, *args):
     return time.perf_counter() - start
 
 
-def run_config(widths, bn, K, reps, methods, chunk_size, batch_size):
-    loss_fn, params, batch = make_loss(bn, widths, batch_size)
+def make_landscape_loss(bn: bool, widths: str = "narrow", batch_size: int = 128, seed: int = 0):
+    """The same VGG-11 built by landscape.models, through the NNX bridge (batch-statistics mode)."""
+    from landscape import bridge
+    from landscape.models import build_model
+
+    width = {"narrow": 0.25, "full": 1.0}[widths]
+    model = build_model("vgg11", width=width, norm="batch" if bn else "none", seed=seed)
+    _, params, state = bridge.split(model)
+    x = jax.random.normal(jax.random.key(seed + 1), (batch_size, 32, 32, 3))
+    y = jax.random.randint(jax.random.key(seed + 2), (batch_size,), 0, NUM_CLASSES)
+    return bridge.make_loss_fn(model), params, bridge.make_batch(x, y, state)
+
+
+def run_config(widths, bn, K, reps, methods, chunk_size, batch_size, source="landscape"):
+    build = make_landscape_loss if source == "landscape" else make_loss
+    loss_fn, params, batch = build(bn, widths, batch_size)
     num_params = sum(x.size for x in jax.tree.leaves(params))
     step_sizes = jnp.asarray(probes.lr_multiples(0.1, num=K), jnp.float32)
     fns = {"grad": (jax.jit(jax.value_and_grad(loss_fn)), (params, batch))}
@@ -160,6 +174,8 @@ def run_config(widths, bn, K, reps, methods, chunk_size, batch_size):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--widths", choices=sorted(WIDTHS), default="narrow")
+    parser.add_argument("--source", choices=("landscape", "plain"), default="landscape",
+                        help="landscape: the package's NNX VGG through the bridge; plain: pure JAX")
     parser.add_argument("--K", type=int, default=8, help="number of step sizes")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--bn", choices=("off", "on", "both"), default="both")
@@ -186,7 +202,8 @@ def main(argv=None):
     bns = {"off": [False], "on": [True], "both": [False, True]}[args.bn]
     all_rows = []
     for bn in bns:
-        rows = run_config(args.widths, bn, args.K, args.reps, methods, args.chunk_size, args.batch_size)
+        rows = run_config(args.widths, bn, args.K, args.reps, methods, args.chunk_size,
+                          args.batch_size, args.source)
         for row in rows:
             print(json.dumps(row), flush=True)
         all_rows.extend(rows)

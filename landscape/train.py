@@ -104,7 +104,9 @@ class Prober:
     Builds the model's pure loss once (:func:`landscape.bridge.make_loss_fn` in ``mode``) and a
     jitted :func:`landscape.probes.make_step_probe` for it; each call on a due step measures the
     model's current parameters on the given minibatch at ``step_sizes`` and, when ``records`` is a
-    path, appends one JSON line (``step``, ``tag``, every field, band summaries).
+    path, appends one JSON line (``step``, ``tag``, every field, band summaries). With
+    ``per_layer=True`` the record also holds ``grad_norm_per_layer`` — ‖∂L/∂W‖₂ for every parameter
+    array, keyed by its path (the per-layer Lipschitz measurement; one more gradient per probe).
 
     Example:
         >>> prober = Prober(model, step_sizes=probes.lr_multiples(0.1), schedule=ProbeSchedule(every=10))
@@ -115,7 +117,8 @@ class Prober:
 
     def __init__(self, model: nnx.Module, *, step_sizes: Sequence[float] | np.ndarray,
                  schedule: ProbeSchedule = ProbeSchedule(), mode: str = "batch_stats",
-                 strategy: str = "auto", records: str | os.PathLike | None = None, tag: str = ""):
+                 strategy: str = "auto", records: str | os.PathLike | None = None, tag: str = "",
+                 per_layer: bool = True):
         self.step_sizes = jnp.asarray(np.asarray(step_sizes, dtype=np.float32))
         if self.step_sizes.ndim != 1 or self.step_sizes.size == 0:
             raise ValueError("step_sizes must be a non-empty 1-D sequence")
@@ -124,13 +127,18 @@ class Prober:
         self._probe = probes.make_step_probe(self.loss_fn, strategy=strategy)
         self._writer = RecordWriter(records) if records is not None else None
         self.tag = tag
+        self.per_layer = per_layer
 
     def probe(self, step: int, params, state, x, y, rng: jax.Array | None = None) -> probes.StepProbe:
         """Measure at ``params`` on ``(x, y)`` (pure pieces from :func:`landscape.bridge.split`)."""
         batch = bridge.make_batch(jnp.asarray(x), jnp.asarray(y), state, rng)
         result = self._probe(params, batch, self.step_sizes)
         if self._writer is not None:
-            self._writer.write(probe_record(step, result, tag=self.tag))
+            record = probe_record(step, result, tag=self.tag)
+            if self.per_layer:
+                record["grad_norm_per_layer"] = per_layer_norms(
+                    probes.grad_norms(self.loss_fn, params, batch).per_leaf)
+            self._writer.write(record)
         return result
 
     def maybe_probe(self, step: int, model: nnx.Module, x, y,
@@ -144,6 +152,16 @@ class Prober:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+def per_layer_norms(tree: Any) -> dict[str, float]:
+    """``{"blocks/0/proj/kernel": value, ...}`` from a pytree of scalars (paths joined by "/")."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    out = {}
+    for path, value in flat:
+        name = "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+        out[name] = float(value)
+    return out
 
 
 def probe_record(step: int, result: probes.StepProbe, *, tag: str = "") -> dict[str, Any]:

@@ -37,6 +37,10 @@ def test_loss_decreases_and_records_written(full_run):
     assert len(row["loss"]) == len(row["grad_change"]) == 3
     np.testing.assert_allclose(row["step_sizes"], [0.05, 0.225, 0.4], rtol=1e-6)
     assert row["effective_beta"] > 0 and row["tag"] == "batch"
+    per_layer = row["grad_norm_per_layer"]  # the per-layer Lipschitz measurement
+    assert "blocks/0/proj/kernel" in per_layer and "head/kernel" in per_layer
+    np.testing.assert_allclose(np.sqrt(sum(v**2 for v in per_layer.values())), row["grad_norm"],
+                               rtol=1e-5)
     assert [r["step"] for r in run["eval"]] == [4, 8, 12]
     assert run["run"]["noise_floor"] == 0.0
     assert run["run"]["diverged_at_step"] is None
@@ -59,10 +63,15 @@ def test_resume_after_interrupt_equals_uninterrupted(full_run, tmp_path):
     for name in ("train", "eval", "probes"):
         assert [r["step"] for r in a[name]] == [r["step"] for r in b[name]], name  # no duplicates
         for ra, rb in zip(a[name], b[name]):
+            assert ra.keys() == rb.keys()
             for key in ra:
-                np.testing.assert_allclose(np.asarray(ra[key], dtype=float) if key != "tag" else 0,
-                                           np.asarray(rb[key], dtype=float) if key != "tag" else 0,
-                                           rtol=1e-6, err_msg=f"{name}:{key}")
+                va, vb = ra[key], rb[key]
+                if isinstance(va, dict):  # per-layer gradient norms
+                    assert va.keys() == vb.keys()
+                    va, vb = list(va.values()), list(vb.values())
+                if key != "tag":
+                    np.testing.assert_allclose(np.asarray(va, float), np.asarray(vb, float),
+                                               rtol=1e-6, err_msg=f"{name}:{key}")
 
 
 def test_different_config_in_same_folder_is_refused(full_run):
