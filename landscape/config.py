@@ -38,6 +38,7 @@ class TrainConfig:
     width: float = 0.25
     norm: str = "batch"
     norm_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # optimisation
     optimizer: str = "sgd"
     lr: float = 0.1
@@ -114,8 +115,9 @@ class TrainConfig:
         if (self.dataset == "dln") != (self.model == "dln"):
             raise ConfigError("dataset='dln' and model='dln' go together (the deep linear network's "
                               "regression task)")
-        if not isinstance(self.norm_options, Mapping):
-            raise ConfigError(f"norm_options must be a mapping, got {type(self.norm_options).__name__}")
+        for f in ("norm_options", "model_options"):
+            if not isinstance(getattr(self, f), Mapping):
+                raise ConfigError(f"{f} must be a mapping, got {type(getattr(self, f)).__name__}")
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A validated copy with ``changes``."""
@@ -124,6 +126,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["norm_options"] = dict(self.norm_options)
+        d["model_options"] = dict(self.model_options)
         d["probe_at"] = list(self.probe_at)
         return d
 

@@ -214,6 +214,21 @@ def load_run_data(config: TrainConfig) -> tuple[Any, Any, tuple[int, ...], int]:
     return ds, (ds.x_test, ds.y_test), ds.input_shape, ds.num_classes
 
 
+def build_config_model(config: TrainConfig, input_shape: Sequence[int],
+                       num_classes: int) -> nnx.Module:
+    """The NNX model ``config`` describes; bad model or normalization options → ConfigError."""
+    from landscape.normalization import NormalizationError
+
+    try:
+        return build_model(config.model, norm=config.norm, input_shape=input_shape,
+                           num_classes=num_classes, width=config.width, seed=config.seed,
+                           norm_options=config.norm_options, **config.model_options)
+    except NormalizationError as e:
+        raise ConfigError(f"norm_options: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model_options for {config.model!r}: {e}") from None
+
+
 def _step_sizes(config: TrainConfig) -> np.ndarray:
     return probes.lr_multiples(config.lr, config.step_size_lo, config.step_size_hi,
                                config.num_step_sizes)
@@ -283,9 +298,7 @@ def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = T
     write_json_atomic(workdir / "config.json", config.to_dict())
 
     if model is None:
-        model = build_model(config.model, norm=config.norm, input_shape=input_shape,
-                            num_classes=num_classes, width=config.width, seed=config.seed,
-                            norm_options=config.norm_options)
+        model = build_config_model(config, input_shape, num_classes)
     graphdef, params, state = bridge.split(model)
     tx = build_optimizer(config)
     opt_state = tx.init(params)
@@ -429,9 +442,7 @@ def restore_model(workdir: str | os.PathLike, *, step: int | None = None) -> nnx
         raise ConfigError(f"{workdir} holds no run (config.json missing)")
     config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
     _, _, input_shape, num_classes = load_run_data(config)
-    model = build_model(config.model, norm=config.norm, input_shape=input_shape,
-                        num_classes=num_classes, width=config.width, seed=config.seed,
-                        norm_options=config.norm_options)
+    model = build_config_model(config, input_shape, num_classes)
     _, params, state = bridge.split(model)
     opt_state = build_optimizer(config).init(params)
     with ocp.CheckpointManager(workdir / "checkpoints") as manager:

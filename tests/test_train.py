@@ -101,3 +101,16 @@ def test_config_round_trip():
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ConfigError, match="unknown config field"):
         TrainConfig.from_dict({"stepz": 3})
+
+
+def test_model_and_norm_options_reach_the_model_and_are_validated(tmp_path):
+    from landscape.train import build_config_model
+
+    cfg = TrainConfig(**{**TINY, "model_options": {"init": "gaussian", "init_std": 0.05}})
+    model = build_config_model(cfg, (8, 8, 1), 10)
+    assert abs(float(model.blocks[0].proj.kernel[...].std()) - 0.05) < 0.005
+    with pytest.raises(ConfigError, match="model_options for 'mlp'.*bogus"):
+        train(TrainConfig(**{**TINY, "model_options": {"bogus": 1}}), tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match="norm_options: group norm"):
+        train(TrainConfig(**{**TINY, "norm": "group", "norm_options": {"num_groups": 7}}),
+              tmp_path / "b", progress=False)
