@@ -32,7 +32,7 @@ def _error(capsys, argv):
     (["reproduce", "fig4", "--lr", "nan"], "positive finite number, got 'nan'"),
     (["reproduce", "fig4", "--lr", "inf"], "positive finite number, got 'inf'"),
     (["reproduce", "fig4", "--lr", "-0.1"], "positive finite number"),
-    (["reproduce", "fig4", "--lr", "abc"], "positive number, got 'abc'"),
+    (["reproduce", "fig4", "--lr", "abc"], "positive finite number, got 'abc'"),
     (["reproduce", "fig4", "--batch-size", "0"], "positive integer"),
     (["reproduce", "fig4", "--width", "0"], "positive finite number"),
     (["reproduce", "fig4", "--seed", "-1"], "integer >= 0"),

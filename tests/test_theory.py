@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tolerance import assert_close
 from flax import nnx
 
 from landscape import bridge, theory
@@ -35,25 +36,7 @@ FD_STEP = 1e-4
 EPSILONS = (0.0, 1e-3)
 
 
-def assert_close(actual, expected, rtol, atol=0.0, name="value"):
-    """|actual − expected| ≤ atol + rtol·|expected| elementwise (shapes must match exactly)."""
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
-    err = np.abs(actual - expected)
-    bound = atol + rtol * np.abs(expected)
-    assert np.all(err <= bound), (
-        f"{name}: max abs err {err.max():.3e}, max rel err "
-        f"{np.max(err / np.maximum(np.abs(expected), 1e-300)):.3e} (rtol {rtol}, atol {atol})\n"
-        f"actual   {actual}\nexpected {expected}"
-    )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def x64():
-    """float64 for this module only; `jax.enable_x64` restores the previous value on exit."""
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def _randomize_affine(model, seed):
