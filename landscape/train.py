@@ -354,7 +354,7 @@ def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = T
             logs = {m.name: stack.enter_context(RecordWriter(workdir / f"{m.name}.jsonl"))
                     for m in measurements}
             bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
-                       disable=not progress, desc=config.tag or config.norm, leave=False,
+                       disable=not progress, desc=config.tag or config.norm, leave=True,
                        dynamic_ncols=True)
             for step in bar:
                 x, y = data_lib.batch_at(train_data, step, batch_size, seed=config.seed)
