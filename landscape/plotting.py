@@ -355,10 +355,12 @@ def plot_fig4(models: Mapping[str, Mapping[str, Any]], *, title: str | None = No
         _check_lengths(f"models[{label!r}]", data)
         x = data["steps"]
         c = colors[label]
+        # Two models: the paper's solid bands; more: lighter bands so overlaps stay readable.
+        alpha = 0.35 if len(models) <= 2 else 0.12
         drawn[0] |= _band(axes[0], x, data["loss_min"], data["loss_max"], color=c, label=label,
-                          log=True)
+                          log=True, alpha=alpha)
         drawn[1] |= _band(axes[1], x, data["grad_change_min"], data["grad_change_max"], color=c,
-                          label=label, log=True)
+                          label=label, log=True, alpha=alpha)
     beta_log = _all_positive(*[_arr(s.get("effective_beta")) for s in models.values()])
     for label, summary in models.items():
         drawn[2] |= _line(axes[2], _arr(summary.get("steps")), _arr(summary.get("effective_beta")),
