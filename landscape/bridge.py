@@ -83,11 +83,13 @@ def loss_value(kind: str, out: Array, y: Array) -> tuple[Array, Array]:
 
     Cross-entropy: ``mean_i −log softmax(out_i)[y_i]`` with integer labels. MSE (the deep linear
     network's objective): ``mean_i ‖out_i − y_i‖²`` (squared error summed over outputs); accuracy
-    is NaN there.
+    is NaN there, and also when any output is non-finite (a diverged network).
     """
     if kind == "cross_entropy":
         loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
         acc = jnp.mean(jnp.argmax(out, axis=-1) == y)
+        # argmax of NaN logits is 0, which would report chance-level accuracy for a diverged net
+        acc = jnp.where(jnp.all(jnp.isfinite(out)), acc, jnp.nan)
         return loss, acc
     if kind == "mse":
         loss = jnp.mean(jnp.sum(jnp.square(out - y), axis=-1))

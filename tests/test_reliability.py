@@ -47,6 +47,7 @@ def test_divergence_is_recorded_and_the_command_still_succeeds(tmp_path, capsys)
     rows = read_records(out / "vanilla" / "probes.jsonl")
     assert np.isnan(rows[-1]["loss_max"])
     assert len(read_records(out / "vanilla" / "train.jsonl")) == 8  # the run finished
+    assert summary["models"]["vanilla"]["test_accuracy"] is None  # NaN logits: no fake accuracy
 
 
 def test_stop_on_divergence(tmp_path):
