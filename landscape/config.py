@@ -118,6 +118,11 @@ class TrainConfig:
         for f in ("norm_options", "model_options"):
             if not isinstance(getattr(self, f), Mapping):
                 raise ConfigError(f"{f} must be a mapping, got {type(getattr(self, f)).__name__}")
+            for key, value in getattr(self, f).items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    hint = "; use norm='lpinf' for p = ∞" if key == "p" else ""
+                    raise ConfigError(f"{f}[{key!r}]={value} must be finite (it is stored as "
+                                      f"JSON){hint}")
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A validated copy with ``changes``."""

@@ -88,12 +88,28 @@ def preset_config(preset: str, **overrides: Any) -> TrainConfig:
 
 # ------------------------------------------------------------------------------- running them
 
+def _old_runs(out: Path) -> list[Path]:
+    """Run folders directly inside ``out`` (sub-folders holding a ``config.json``)."""
+    return [child for child in out.iterdir()
+            if child.is_dir() and not child.is_symlink() and (child / "config.json").exists()]
+
+
+def _remove_old_runs(out: Path) -> None:
+    """What ``overwrite`` deletes: run folders directly inside ``out`` and its summary files — never
+    anything else (other files of the user stay, and nothing outside ``out`` is touched)."""
+    for child in _old_runs(out):
+        shutil.rmtree(child)
+    for name in ("summary.json", "experiment.json", "report.html", "config.json"):
+        (out / name).unlink(missing_ok=True)
+
+
 def run_experiment(experiment: Experiment, out: str | os.PathLike, *, overwrite: bool = False,
                    progress: bool = True) -> dict[str, Any]:
     """Train every run of ``experiment`` under ``out`` (resuming), then write ``summary.json``.
 
     Returns the summary. Raises :class:`ExperimentExistsError` when ``out`` holds another
-    experiment and ``overwrite`` is false; ``overwrite`` deletes the old runs first.
+    experiment and ``overwrite`` is false. ``overwrite`` starts over: it deletes the old run
+    folders (direct sub-folders holding a ``config.json``) and summary files first, nothing else.
     """
     from landscape.train import read_run, train
 
@@ -102,25 +118,20 @@ def run_experiment(experiment: Experiment, out: str | os.PathLike, *, overwrite:
         raise ConfigError(f"output path {out} exists and is not a folder")
     manifest_path = out / "experiment.json"
     manifest = experiment.manifest()
-    if manifest_path.exists():
+    if overwrite and out.exists():
+        _remove_old_runs(out)
+    elif manifest_path.exists():
         try:
             previous = json.loads(manifest_path.read_text())
         except ValueError:
             previous = None
         if previous != manifest:
-            if not overwrite:
-                raise ExperimentExistsError(
-                    f"{out} holds a different run ({(previous or {}).get('experiment', 'unreadable')}); "
-                    "pass --overwrite to replace it or choose another --out")
-            for label in (previous or {}).get("runs", {}):
-                shutil.rmtree(out / label, ignore_errors=True)
-            for name in ("summary.json", "experiment.json"):
-                (out / name).unlink(missing_ok=True)
-    elif out.exists() and any(out.iterdir()) and not overwrite:
-        if any((out / p).exists() for p in ("config.json", "summary.json")) or any(
-                (child / "config.json").exists() for child in out.iterdir() if child.is_dir()):
-            raise ExperimentExistsError(f"{out} holds results of another command; pass --overwrite "
-                                        "or choose another --out")
+            raise ExperimentExistsError(
+                f"{out} holds a different run ({(previous or {}).get('experiment', 'unreadable')}); "
+                "pass --overwrite to replace it or choose another --out")
+    elif out.exists() and _old_runs(out):
+        raise ExperimentExistsError(f"{out} holds results of another command; pass --overwrite "
+                                    "or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(manifest_path, manifest)
     for label, cfg in experiment.runs.items():
@@ -162,10 +173,14 @@ def fig4_summary(run: Mapping[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def _fraction_below(a: Sequence[float], b: Sequence[float]) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ok = np.isfinite(a) & np.isfinite(b)
-    return float(np.mean(a[ok] < b[ok])) if ok.any() else math.nan
+def _fraction_below(steps_a: Sequence[int], a: Sequence[float], steps_b: Sequence[int],
+                    b: Sequence[float]) -> float:
+    """Fraction of the steps probed in both runs (both values finite) at which a < b."""
+    va = dict(zip((int(s) for s in steps_a), np.asarray(a, float)))
+    vb = dict(zip((int(s) for s in steps_b), np.asarray(b, float)))
+    pairs = [(va[s], vb[s]) for s in va.keys() & vb.keys()
+             if np.isfinite(va[s]) and np.isfinite(vb[s])]
+    return float(np.mean([x < y for x, y in pairs])) if pairs else math.nan
 
 
 def fig4_finalize(out: Path, runs: dict[str, dict[str, Any]], *, title: str | None = None,
@@ -178,14 +193,15 @@ def fig4_finalize(out: Path, runs: dict[str, dict[str, Any]], *, title: str | No
                                "config": {label: run["config"] for label, run in runs.items()}}
     if "batchnorm" in models and "vanilla" in models:
         bn, va = models["batchnorm"], models["vanilla"]
+        def frac(key_a, key_b=None):
+            get = (lambda m: m[key_a]) if key_b is None else (
+                lambda m: np.subtract(m[key_a], m[key_b]))
+            return _fraction_below(bn["steps"], get(bn), va["steps"], get(va))
+
         summary["comparison"] = {
-            "fraction_steps_bn_grad_change_below_vanilla":
-                _fraction_below(bn["grad_change_max"], va["grad_change_max"]),
-            "fraction_steps_bn_beta_below_vanilla":
-                _fraction_below(bn["effective_beta"], va["effective_beta"]),
-            "fraction_steps_bn_loss_range_below_vanilla":
-                _fraction_below(np.subtract(bn["loss_max"], bn["loss_min"]),
-                                np.subtract(va["loss_max"], va["loss_min"])),
+            "fraction_steps_bn_grad_change_below_vanilla": frac("grad_change_max"),
+            "fraction_steps_bn_beta_below_vanilla": frac("effective_beta"),
+            "fraction_steps_bn_loss_range_below_vanilla": frac("loss_max", "loss_min"),
         }
     diverged = {k: v["diverged_at_step"] for k, v in models.items()}
     plot_fig4(models, title=title, diverged=diverged, path=out / figure_name)

@@ -318,8 +318,15 @@ def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = T
         start = int(latest)
     run_info_path = workdir / "run.json"
     run_info: dict[str, Any] = {}
-    if start > 0 and run_info_path.exists():
-        run_info = json.loads(run_info_path.read_text())
+    if run_info_path.exists():
+        try:
+            run_info = json.loads(run_info_path.read_text())
+        except ValueError:
+            raise RunExistsError(f"{run_info_path} is unreadable; refusing to reuse {workdir}") from None
+        if start == 0 and run_info.get("final_step", 0) > 0:  # never wipe finished records
+            raise RunExistsError(
+                f"{workdir} has records up to step {run_info['final_step']} but no checkpoint to "
+                "resume from; pass --overwrite (or delete the folder) to start over")
     if run_info.get("diverged_at_step") is not None and run_info["diverged_at_step"] >= start:
         run_info["diverged_at_step"] = None
     # Rows of steps not yet covered by the checkpoint are recomputed: drop them (no duplicates).
@@ -346,6 +353,9 @@ def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = T
     schedule = _lr_schedule(config)
     uses_noise = config.norm == "noisy_batch"
     diverged = run_info.get("diverged_at_step")
+    if diverged is not None and config.stop_on_divergence:
+        start = config.steps  # the run already stopped where it diverged: nothing left to do
+    seconds_before = float(run_info.get("seconds", 0.0))
     t_start = time.perf_counter()
     try:
         with contextlib.ExitStack() as stack:
@@ -391,7 +401,10 @@ def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = T
                 if (config.checkpoint_every and done % config.checkpoint_every == 0) or last:
                     manager.save(done, args=ocp.args.StandardSave(
                         {"params": params, "state": state, "opt_state": opt_state}))
-                    run_info.update(final_step=done)
+                    # run.json may only name a step whose checkpoint is complete on disk
+                    manager.wait_until_finished()
+                    run_info.update(final_step=done,
+                                    seconds=seconds_before + time.perf_counter() - t_start)
                     write_json_atomic(run_info_path, run_info)
                 if last:
                     break
@@ -402,7 +415,7 @@ def train(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = T
         if prober is not None:
             prober.close()
     run_info.setdefault("diverged_at_step", diverged)
-    run_info["seconds"] = run_info.get("seconds", 0.0) + time.perf_counter() - t_start
+    run_info["seconds"] = seconds_before + time.perf_counter() - t_start
     write_json_atomic(run_info_path, run_info)
     nnx.update(model, params, state)
     return TrainResult(params, state, opt_state, model, workdir, diverged,

@@ -185,3 +185,59 @@ def test_scaling_direction_and_inverse_step_sizes_is_invariant(probe64, s, etas)
         np.testing.assert_allclose(moved.loss, base.loss, rtol=1e-9)
         np.testing.assert_allclose(moved.grad_change, base.grad_change, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(moved.effective_beta, base.effective_beta, rtol=1e-9)
+
+
+# ------------------------------------------------------------- review findings (regressions)
+
+def test_overwrite_never_leaves_the_output_folder(tmp_path):
+    from landscape.reproduce import fig4_experiment, run_experiment
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep")
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "experiment.json").write_text(json.dumps({"experiment": "x", "runs": {"../victim": {}}}))
+    exp = fig4_experiment("quick", dataset="synthetic", model="mlp", width=0.2, steps=2,
+                          probe_every=1, num_step_sizes=1, batch_size=32, checkpoint_every=2)
+    run_experiment(exp, out, overwrite=True, progress=False)
+    assert (victim / "precious.txt").read_text() == "keep"  # outside --out: untouched
+    assert (out / "notes.txt").read_text() == "mine"  # not a run folder: untouched
+    assert (out / "summary.json").exists()
+
+
+def test_finished_records_are_never_wiped_without_checkpoints(tmp_path):
+    cfg = TrainConfig(**{**TINY_RUN, "steps": 4})
+    train(cfg, tmp_path, progress=False)
+    before = (tmp_path / "train.jsonl").read_text()
+    shutil.rmtree(tmp_path / "checkpoints")
+    from landscape.train import RunExistsError
+
+    with pytest.raises(RunExistsError, match="no checkpoint to resume from"):
+        train(cfg, tmp_path, progress=False)
+    assert (tmp_path / "train.jsonl").read_text() == before
+
+
+def test_rerunning_a_run_stopped_by_divergence_trains_nothing(tmp_path):
+    cfg = TrainConfig(**{**TINY_RUN, "model": "vgg5", "width": 0.125, "norm": "none", "lr": 1e6,
+                         "stop_on_divergence": True})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train(cfg, tmp_path, progress=False)
+        first = [(tmp_path / f).read_text() for f in ("train.jsonl", "eval.jsonl")]
+        train(cfg, tmp_path, progress=False)
+    assert [(tmp_path / f).read_text() for f in ("train.jsonl", "eval.jsonl")] == first
+
+
+def test_comparison_uses_steps_probed_by_both_runs():
+    from landscape.reproduce import _fraction_below
+
+    # vanilla stopped early: only steps 0 and 1 are compared
+    assert _fraction_below([0, 1, 2, 3], [1.0, 5.0, 1.0, 1.0], [0, 1], [2.0, 2.0]) == 0.5
+    assert np.isnan(_fraction_below([0], [1.0], [1], [2.0]))
+
+
+def test_infinite_option_values_are_refused():
+    with pytest.raises(ConfigError, match="lpinf"):
+        TrainConfig(**{**TINY_RUN, "norm": "lp", "norm_options": {"p": float("inf")}})
