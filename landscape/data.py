@@ -890,11 +890,11 @@ def load_dataset(
     """
     if name == "cifar10":
         return load_cifar10(
-            _require_dir(name, data_dir, _CIFAR_HINT), download=download, normalize=normalize
+            _require_dir(name, data_dir, _CIFAR_HINT, download), download=download, normalize=normalize
         )
     if name == "mnist":
         return load_mnist(
-            _require_dir(name, data_dir, _MNIST_HINT), download=download, normalize=normalize
+            _require_dir(name, data_dir, _MNIST_HINT, download), download=download, normalize=normalize
         )
     if name == "mnist5k":
         return load_mnist5k(seed=seed, normalize=normalize)
@@ -903,10 +903,21 @@ def load_dataset(
     raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
 
 
+def default_cache_dir(name: str) -> Path:
+    """Where downloads go when no folder is given: ``$LANDSCAPE_DATA/<name>`` or
+    ``~/.cache/landscape/<name>``."""
+    root = os.environ.get("LANDSCAPE_DATA") or Path.home() / ".cache" / "landscape"
+    return Path(root) / name
+
+
 def _require_dir(
-    name: str, data_dir: str | os.PathLike[str] | None, hint: str
+    name: str, data_dir: str | os.PathLike[str] | None, hint: str, download: bool = False
 ) -> str | os.PathLike[str]:
     if data_dir is None:
+        if download:
+            folder = default_cache_dir(name)
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
         raise DataError(f"dataset '{name}' needs a data directory; {hint}")
     return data_dir
 

@@ -812,3 +812,17 @@ def test_load_dataset_dispatch(tmp_path):
     assert load_dataset("mnist", tmp_path).name == "mnist"
     _write_cifar(tmp_path, "bin", archive=True)
     assert load_dataset("cifar10", tmp_path).num_train == sum(CIFAR_TRAIN_SIZES)
+
+
+def test_download_without_a_folder_uses_the_cache(tmp_path, monkeypatch):
+    source = tmp_path / "mirror"
+    _write_cifar(source, "bin", archive=True)
+    archive = source / "cifar-10-binary.tar.gz"
+    monkeypatch.setattr(data, "CIFAR10_URL", archive.as_uri())
+    monkeypatch.setattr(data, "CIFAR10_MD5", _md5(archive))
+    monkeypatch.setenv("LANDSCAPE_DATA", str(tmp_path / "cache"))
+    ds = data.load_dataset("cifar10", None, download=True)
+    assert ds.name == "cifar10"
+    assert (tmp_path / "cache" / "cifar10" / "cifar-10-binary.tar.gz").exists()
+    with pytest.raises(DataError, match="needs a data directory"):
+        data.load_dataset("cifar10", None)  # no folder and no download: a clear error
