@@ -10,6 +10,9 @@ normalization mode:
   of the model (``nnx.merge(..., copy=True)``), never on the caller's model or ``state``.
 - ``mode="running_average"``: the layers use the stored running statistics (eval behaviour).
 
+Any NNX model whose ``__call__(x, *, use_running_average=None)`` forwards that flag to its
+normalization layers works (``landscape.models`` also accept ``rng`` and ``taps``).
+
 A *batch* is a dict ``{"x": inputs, "y": targets, "state": model state, "rng": key or None}``
 (:func:`make_batch`). Carrying the model state inside the batch keeps ``loss_fn`` a fixed function,
 so jitted probes compile once per run and see current running statistics at every step.
@@ -98,9 +101,16 @@ def loss_value(kind: str, out: Array, y: Array) -> tuple[Array, Array]:
 
 
 def _forward(graphdef, params, batch, use_running_average, *, taps=None):
+    # Only ``use_running_average`` is required of a model's __call__; ``rng`` and ``taps`` are
+    # passed when used, so any NNX module that forwards ``use_running_average`` to its
+    # normalization layers works with the bridge (see examples/custom_model.py).
     model = merge(graphdef, params, batch["state"])
-    out = model(batch["x"], use_running_average=use_running_average, rng=batch.get("rng"), taps=taps)
-    return model, out
+    kwargs: dict[str, Any] = {"use_running_average": use_running_average}
+    if batch.get("rng") is not None:
+        kwargs["rng"] = batch["rng"]
+    if taps is not None:
+        kwargs["taps"] = taps
+    return model, model(batch["x"], **kwargs)
 
 
 def _graphdef_and_kind(model: nnx.Module | nnx.GraphDef, loss: str | None) -> tuple[nnx.GraphDef, str]:
