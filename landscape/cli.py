@@ -119,20 +119,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     from landscape import reproduce
 
-    if args.command == "reproduce":
-        builder = reproduce.EXPERIMENTS[args.figure]
-        experiment = builder(args.preset, **_overrides(args))
-        out = Path(args.out or f"runs/{args.figure}")
-        _check_resume(args, out)
-        summary = reproduce.run_experiment(experiment, out, overwrite=args.overwrite,
-                                           progress=not args.no_progress)
-        _print_summary(out, summary)
-        return 0
-    if args.command == "compare":
-        norms = [n.strip() for n in args.norms.split(",") if n.strip()]
-        experiment = reproduce.EXPERIMENTS["compare"](args.preset, norms=norms, seeds=args.seeds,
-                                                      **_overrides(args))
-        out = Path(args.out)
+    if args.command in ("reproduce", "compare"):
+        if args.command == "reproduce":
+            experiment = reproduce.EXPERIMENTS[args.figure](args.preset, **_overrides(args))
+            out = Path(args.out or f"runs/{args.figure}")
+        else:
+            norms = [n.strip() for n in args.norms.split(",") if n.strip()]
+            experiment = reproduce.EXPERIMENTS["compare"](args.preset, norms=norms,
+                                                          seeds=args.seeds, **_overrides(args))
+            out = Path(args.out)
         _check_resume(args, out)
         summary = reproduce.run_experiment(experiment, out, overwrite=args.overwrite,
                                            progress=not args.no_progress)

@@ -89,14 +89,20 @@ def preset_config(preset: str, **overrides: Any) -> TrainConfig:
 # ------------------------------------------------------------------------------- running them
 
 def _old_runs(out: Path) -> list[Path]:
-    """Run folders directly inside ``out`` (sub-folders holding a ``config.json``)."""
+    """Sub-folders of ``out`` holding runs: a ``config.json`` in them or one level down (``compare``
+    nests runs as ``norm/seedS``)."""
+    def holds_run(folder: Path) -> bool:
+        return (folder / "config.json").exists() or any(
+            (sub / "config.json").exists() for sub in folder.iterdir()
+            if sub.is_dir() and not sub.is_symlink())
+
     return [child for child in out.iterdir()
-            if child.is_dir() and not child.is_symlink() and (child / "config.json").exists()]
+            if child.is_dir() and not child.is_symlink() and holds_run(child)]
 
 
 def _remove_old_runs(out: Path) -> None:
-    """What ``overwrite`` deletes: run folders directly inside ``out`` and its summary files — never
-    anything else (other files of the user stay, and nothing outside ``out`` is touched)."""
+    """What ``overwrite`` deletes: run folders inside ``out`` (:func:`_old_runs`) and its summary
+    files — never anything else (other files of the user stay, nothing outside ``out`` is touched)."""
     for child in _old_runs(out):
         shutil.rmtree(child)
     for name in ("summary.json", "experiment.json", "report.html", "config.json"):
@@ -109,7 +115,8 @@ def run_experiment(experiment: Experiment, out: str | os.PathLike, *, overwrite:
 
     Returns the summary. Raises :class:`ExperimentExistsError` when ``out`` holds another
     experiment and ``overwrite`` is false. ``overwrite`` starts over: it deletes the old run
-    folders (direct sub-folders holding a ``config.json``) and summary files first, nothing else.
+    folders (sub-folders holding a ``config.json``, or runs one level down) and summary files
+    first, nothing else.
     """
     from landscape.train import read_run, train
 

@@ -241,3 +241,20 @@ def test_comparison_uses_steps_probed_by_both_runs():
 def test_infinite_option_values_are_refused():
     with pytest.raises(ConfigError, match="lpinf"):
         TrainConfig(**{**TINY_RUN, "norm": "lp", "norm_options": {"p": float("inf")}})
+
+
+def test_overwrite_replaces_nested_compare_runs(tmp_path):
+    from landscape.reproduce import EXPERIMENTS, ExperimentExistsError, run_experiment
+
+    tiny = dict(dataset="synthetic", model="mlp", width=0.2, steps=2, probe_every=1,
+                num_step_sizes=1, batch_size=32, checkpoint_every=2)
+    run_experiment(EXPERIMENTS["compare"]("quick", norms=["none"], seeds=1, **tiny), tmp_path,
+                   progress=False)
+    assert (tmp_path / "none" / "seed0" / "config.json").exists()
+    (tmp_path / "experiment.json").unlink()  # even without its manifest the folder is recognised
+    other = EXPERIMENTS["compare"]("quick", norms=["none"], seeds=1, **{**tiny, "lr": 0.05})
+    with pytest.raises(ExperimentExistsError):
+        run_experiment(other, tmp_path, progress=False)
+    run_experiment(other, tmp_path, overwrite=True, progress=False)
+    cfg = json.loads((tmp_path / "none" / "seed0" / "config.json").read_text())
+    assert cfg["lr"] == 0.05
