@@ -145,7 +145,11 @@ def save_figure(fig: Figure, path_without_ext: PathLike, formats: Sequence[str] 
     return written
 
 
-def _maybe_save(fig: Figure, path: PathLike | None, formats: Sequence[str]) -> Figure:
+def _maybe_save(fig: Figure, path: PathLike | None, formats: Sequence[str], *,
+                title: str | None = None) -> Figure:
+    """Give ``fig`` its title (if any) and save it when ``path`` is given."""
+    if title:
+        fig.suptitle(title)
     if path is not None:
         save_figure(fig, path, formats)
     return fig
@@ -376,9 +380,7 @@ def plot_fig4(models: Mapping[str, Mapping[str, Any]], *, title: str | None = No
             _no_data(ax)
     _mark_diverged(axes, diverged, colors)
     _legend(fig, axes)
-    if title:
-        fig.suptitle(title)
-    return _maybe_save(fig, path, formats)
+    return _maybe_save(fig, path, formats, title=title)
 
 
 def summary_from_probe_rows(rows: Iterable[Mapping[str, Any]], *, tag: str | None = None
@@ -508,9 +510,7 @@ def plot_training(curves: Mapping[str, Mapping[str, Any]], *, title: str | None 
             _no_data(ax)
     _mark_diverged(axes, diverged, colors)
     _legend(fig, axes)
-    if title:
-        fig.suptitle(title)
-    return _maybe_save(fig, path, formats)
+    return _maybe_save(fig, path, formats, title=title)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -559,9 +559,7 @@ def plot_activation_percentiles(series: Mapping[str, Mapping[str, Any]], *,
     axes[0].set_ylabel("activation (input to the nonlinearity)")
     if not series:
         _no_data(axes[0])
-    if title:
-        fig.suptitle(title)
-    return _maybe_save(fig, path, formats)
+    return _maybe_save(fig, path, formats, title=title)
 
 
 def plot_activation_histograms(series: Mapping[str, Mapping[str, Any]], *, bins: int = 60,
@@ -641,9 +639,7 @@ def plot_activation_histograms(series: Mapping[str, Mapping[str, Any]], *, bins:
             ax.grid(True, alpha=0.3)
     if not series:
         _no_data(axes[0])
-    if title:
-        fig.suptitle(title)
-    return _maybe_save(fig, path, formats)
+    return _maybe_save(fig, path, formats, title=title)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -705,9 +701,7 @@ def plot_ics(series: Mapping[str, Mapping[str, Mapping[str, Any]]], *, title: st
     if not layers:
         _no_data(axes[0, 0])
     _legend(fig, axes.ravel())
-    if title:
-        fig.suptitle(title)
-    return _maybe_save(fig, path, formats)
+    return _maybe_save(fig, path, formats, title=title)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -813,5 +807,5 @@ def plot_theorem_4_1(layers: Mapping[str, Mapping[str, Any]], *, path: PathLike 
         ax.set_ylabel(r"$\|\nabla_{y_j}\hat{\mathcal{L}}\|^2$", fontsize=8)
         if i == 0:
             ax.legend(fontsize=7)
-    fig.suptitle("Theorem 4.1 per unit: on or below the diagonal means the bound holds")
-    return _maybe_save(fig, path, formats)
+    return _maybe_save(fig, path, formats,
+                       title="Theorem 4.1 per unit: on or below the diagonal means the bound holds")
