@@ -367,6 +367,31 @@ def _default_smooth(steps: int) -> int:
     return max(1, steps // 40)
 
 
+def _distribution_experiment(name: str, runs: dict[str, TrainConfig], base: TrainConfig,
+                             headline: str, *, preset: str, layer: int, unit: int | None,
+                             num_samples: int, num_ridges: int, measure_every: int | None,
+                             smooth: int | None, extra_options: Mapping[str, Any],
+                             overrides: Mapping[str, Any]) -> Experiment:
+    """The part fig1 and fig2 share: the activation measurement on every run, the smoothing of the
+    train curves, and the training-curves + activation-ridges figure."""
+    every = _measure_every(base.steps, measure_every, 30)
+    sample_at = _sample_steps(base.steps, num_ridges)
+    sm = _default_smooth(base.steps) if smooth is None else int(smooth)
+    title = headline + (f" (train curves: moving average over {sm} steps)" if sm > 1 else "")
+
+    def measurements(label: str, cfg: TrainConfig) -> list[Measurement]:
+        return [activation_measurement(layer=layer, unit=unit, num_samples=num_samples,
+                                       every=every, sample_at=sample_at, seed=cfg.seed)]
+
+    return Experiment(
+        name, runs,
+        lambda out, r: _finalize_distributions(out, r, name=name, title=title, smooth=sm),
+        measurements=measurements,
+        options={"preset": preset, "layer": layer, "unit": unit, "num_samples": num_samples,
+                 "num_ridges": num_ridges, "measure_every": every, "smooth": sm,
+                 **extra_options, **overrides})
+
+
 def fig1_experiment(preset: str = "quick", *, layer: int = 2, unit: int | None = None,
                     lrs: Sequence[float] | None = None, num_samples: int = 2000,
                     num_ridges: int = 6, measure_every: int | None = None,
@@ -406,24 +431,12 @@ def fig1_experiment(preset: str = "quick", *, layer: int = 2, unit: int | None =
         for norm, word in (("batch", "batchnorm"), ("none", "vanilla")):
             label = f"{word} lr={a:g}"
             runs[label] = base.replace(norm=norm, lr=a, tag=label)
-    every = _measure_every(base.steps, measure_every, 30)
-    sample_at = _sample_steps(base.steps, num_ridges)
-    sm = _default_smooth(base.steps) if smooth is None else int(smooth)
-    title = (f"{base.model} (width {base.width:g}) on {base.dataset}, batch {base.batch_size}; "
-             f"lr ∈ {{{', '.join(f'{a:g}' for a in rates)}}}"
-             + (f" (train curves: moving average over {sm} steps)" if sm > 1 else ""))
-
-    def measurements(label: str, cfg: TrainConfig) -> list[Measurement]:
-        return [activation_measurement(layer=layer, unit=unit, num_samples=num_samples,
-                                       every=every, sample_at=sample_at, seed=cfg.seed)]
-
-    return Experiment(
-        "fig1", runs,
-        lambda out, r: _finalize_distributions(out, r, name="fig1", title=title, smooth=sm),
-        measurements=measurements,
-        options={"preset": preset, "layer": layer, "unit": unit, "lrs": list(rates),
-                 "num_samples": num_samples, "num_ridges": num_ridges, "measure_every": every,
-                 "smooth": sm, **overrides})
+    headline = (f"{base.model} (width {base.width:g}) on {base.dataset}, batch "
+                f"{base.batch_size}; lr ∈ {{{', '.join(f'{a:g}' for a in rates)}}}")
+    return _distribution_experiment(
+        "fig1", runs, base, headline, preset=preset, layer=layer, unit=unit,
+        num_samples=num_samples, num_ridges=num_ridges, measure_every=measure_every,
+        smooth=smooth, extra_options={"lrs": list(rates)}, overrides=overrides)
 
 
 def fig2_experiment(preset: str = "quick", *, layer: int = 2, unit: int | None = 0,
@@ -462,24 +475,12 @@ def fig2_experiment(preset: str = "quick", *, layer: int = 2, unit: int | None =
             "batchnorm": base.replace(norm="batch", norm_options={}, tag="batchnorm"),
             "noisy batchnorm": base.replace(norm="noisy_batch", norm_options=noisy_options,
                                             tag="noisy batchnorm")}
-    every = _measure_every(base.steps, measure_every, 30)
-    sample_at = _sample_steps(base.steps, num_ridges)
-    sm = _default_smooth(base.steps) if smooth is None else int(smooth)
-    title = (f"{base.model} (width {base.width:g}) on {base.dataset}, lr {base.lr:g}, batch "
-             f"{base.batch_size}; noisy BN: Santurkar et al. Alg. 1"
-             + (f" (train curves: moving average over {sm} steps)" if sm > 1 else ""))
-
-    def measurements(label: str, cfg: TrainConfig) -> list[Measurement]:
-        return [activation_measurement(layer=layer, unit=unit, num_samples=num_samples,
-                                       every=every, sample_at=sample_at, seed=cfg.seed)]
-
-    return Experiment(
-        "fig2", runs,
-        lambda out, r: _finalize_distributions(out, r, name="fig2", title=title, smooth=sm),
-        measurements=measurements,
-        options={"preset": preset, "layer": layer, "unit": unit, "num_samples": num_samples,
-                 "num_ridges": num_ridges, "measure_every": every, "smooth": sm,
-                 "noise": dict(noise or {}), **overrides})
+    headline = (f"{base.model} (width {base.width:g}) on {base.dataset}, lr {base.lr:g}, batch "
+                f"{base.batch_size}; noisy BN: Santurkar et al. Alg. 1")
+    return _distribution_experiment(
+        "fig2", runs, base, headline, preset=preset, layer=layer, unit=unit,
+        num_samples=num_samples, num_ridges=num_ridges, measure_every=measure_every,
+        smooth=smooth, extra_options={"noise": dict(noise or {})}, overrides=overrides)
 
 
 def ioffe_fig1_experiment(preset: str = "quick", *, layer: int = -1, unit: int = 0,
