@@ -156,12 +156,7 @@ class Prober:
 
 def per_layer_norms(tree: Any) -> dict[str, float]:
     """``{"blocks/0/proj/kernel": value, ...}`` from a pytree of scalars (paths joined by "/")."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    out = {}
-    for path, value in flat:
-        name = "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
-        out[name] = float(value)
-    return out
+    return probes.per_leaf_dict(tree)
 
 
 def probe_record(step: int, result: probes.StepProbe, *, tag: str = "") -> dict[str, Any]:

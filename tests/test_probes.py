@@ -469,9 +469,14 @@ def test_summarize(quad, quad_probes):
     assert np.isnan(nan_summary["effective_beta"])
 
 
-def test_docstring_examples():
+@pytest.mark.parametrize("module", ["_step", "_paths", "_ics"])
+def test_docstring_examples(module):
+    import importlib
+
+    mod = importlib.import_module(f"landscape.probes.{module}")
+    globs = {**vars(mod), "jnp": jnp, "jax": jax}
     failures, attempted = doctest.testmod(
-        probes, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False
+        mod, globs=globs, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False
     )
     assert attempted > 0
     assert failures == 0
