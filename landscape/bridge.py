@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from landscape.choices import BN_MODES
+
 __all__ = [
     "BN_MODES",
     "StepMetrics",
@@ -48,7 +50,6 @@ __all__ = [
 ]
 
 Array = jax.Array
-BN_MODES = ("batch_stats", "running_average")
 BNMode = Literal["batch_stats", "running_average"]
 
 

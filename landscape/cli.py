@@ -29,24 +29,22 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _number_type(convert, *, minimum: float, strict: bool, what: str):
-    """An argparse ``type`` converting with ``convert`` and accepting finite values >= (or >)
-    ``minimum``; anything else is "expected WHAT, got 'TEXT'"."""
+def _number_type(convert, *, what: str, **bounds: Any):
+    """An argparse ``type`` converting with ``convert`` and validating with
+    :func:`landscape.choices.check_number` (``bounds``); anything else is "expected WHAT, got 'TEXT'"."""
+    from landscape.choices import check_number
 
     def parse(text: str):
         try:
-            value = convert(text)
+            return check_number("value", convert(text), **bounds)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
 
     return parse
 
 
-_positive_int = _number_type(int, minimum=1, strict=False, what="a positive integer")
-_nonnegative_int = _number_type(int, minimum=0, strict=False, what="an integer >= 0")
+_positive_int = _number_type(int, minimum=1, what="a positive integer")
+_nonnegative_int = _number_type(int, minimum=0, what="an integer >= 0")
 _positive_float = _number_type(float, minimum=0.0, strict=True, what="a positive finite number")
 
 

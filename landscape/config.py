@@ -7,13 +7,18 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ConfigError", "TrainConfig", "DATASETS", "OPTIMIZERS", "SCHEDULES", "PROBE_STRATEGIES"]
+from landscape.choices import (
+    BN_MODES as PROBE_MODES,
+    DATASETS,
+    OPTIMIZERS,
+    PROBE_STRATEGIES,
+    SCHEDULES,
+    check_choice,
+    check_number,
+)
 
-DATASETS = ("mnist5k", "mnist", "cifar10", "synthetic", "dln")
-OPTIMIZERS = ("sgd", "momentum", "adam")
-SCHEDULES = ("constant", "cosine", "step")
-PROBE_STRATEGIES = ("auto", "unroll", "vmap", "map")
-PROBE_MODES = ("batch_stats", "running_average")
+__all__ = ["ConfigError", "TrainConfig", "DATASETS", "OPTIMIZERS", "SCHEDULES", "PROBE_STRATEGIES",
+           "PROBE_MODES"]
 
 
 class ConfigError(ValueError):
@@ -68,23 +73,10 @@ class TrainConfig:
         self.validate()
 
     def _choice(self, field: str, accepted: tuple[str, ...]) -> None:
-        value = getattr(self, field)
-        if value not in accepted:
-            raise ConfigError(f"{field}={value!r} is not accepted; expected one of {', '.join(accepted)}")
+        check_choice(field, getattr(self, field), accepted, ConfigError)
 
-    def _number(self, field: str, *, minimum: float | None = None, strict: bool = False,
-                integer: bool = False, maximum: float | None = None) -> None:
-        value = getattr(self, field)
-        kind = "an integer" if integer else "a number"
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                integer and not float(value).is_integer()):
-            raise ConfigError(f"{field}={value!r} is not {kind}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{field}={value!r} must be finite")
-        if minimum is not None and (value <= minimum if strict else value < minimum):
-            raise ConfigError(f"{field}={value!r} must be {'>' if strict else '>='} {minimum}")
-        if maximum is not None and value > maximum:
-            raise ConfigError(f"{field}={value!r} must be <= {maximum}")
+    def _number(self, field: str, **bounds: Any) -> None:
+        check_number(field, getattr(self, field), error=ConfigError, **bounds)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for the first field that is not accepted."""

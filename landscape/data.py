@@ -44,6 +44,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from landscape.choices import DATA_FILES_DATASETS
+
 __all__ = [
     "CIFAR10_MD5",
     "CIFAR10_PYTHON_MD5",
@@ -79,7 +81,7 @@ MNIST_MD5 = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
-DATASET_NAMES = ("cifar10", "mnist", "mnist5k", "synthetic")
+DATASET_NAMES = DATA_FILES_DATASETS
 
 _DOWNLOAD_TIMEOUT_S = 60.0
 _CHUNK_BYTES = 1 << 20

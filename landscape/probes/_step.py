@@ -40,6 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from landscape.choices import PROBE_STRATEGIES, check_number
+
 __all__ = [
     "STRATEGIES",
     "GradNorms",
@@ -56,7 +58,7 @@ PyTree = Any
 LossFn = Callable[[PyTree, PyTree], jax.Array]
 
 #: Accepted values of the ``strategy`` argument of :func:`step_probe` / :func:`make_step_probe`.
-STRATEGIES = ("auto", "unroll", "vmap", "map")
+STRATEGIES = PROBE_STRATEGIES
 
 
 class StepProbe(NamedTuple):
@@ -372,23 +374,12 @@ def lr_multiples(lr: float, lo: float = 0.5, hi: float = 4.0, num: int = 8) -> n
         array([0.05, 0.1 , 0.15, 0.2 , 0.25, 0.3 , 0.35, 0.4 ])
     """
 
-    def _real(name: str, value) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ValueError(f"{name} must be a real number; got {value!r}.")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be finite; got {value!r}.")
-        return value
-
-    lr, lo, hi = _real("lr", lr), _real("lo", lo), _real("hi", hi)
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0; got {lr!r}.")
-    if lo <= 0:
-        raise ValueError(f"lo must be > 0; got {lo!r}.")
+    for name, value in (("lr", lr), ("lo", lo), ("hi", hi)):
+        check_number(name, value, minimum=0, strict=True)
     if hi < lo:
         raise ValueError(f"need lo <= hi; got lo={lo!r}, hi={hi!r}.")
-    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
-        raise ValueError(f"num must be an int >= 1; got {num!r}.")
+    check_number("num", num, minimum=1, integer=True)
+    lr, lo, hi = float(lr), float(lo), float(hi)
     return lr * np.linspace(lo, hi, int(num), dtype=np.float64)
 
 

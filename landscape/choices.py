@@ -1,0 +1,64 @@
+"""The one source of truth for the toolkit's enumerations and numeric validation.
+
+A light module (no JAX import): the configuration, the CLI, the probes and the bridge all read their
+accepted values from here, so a new strategy, mode or dataset is added in one place.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+__all__ = ["BN_MODES", "DATASETS", "DATA_FILES_DATASETS", "OPTIMIZERS", "PROBE_STRATEGIES",
+           "SCHEDULES", "check_number", "check_choice"]
+
+#: Datasets a run can train on; ``dln`` is the deep linear network's synthetic regression task.
+DATA_FILES_DATASETS = ("cifar10", "mnist", "mnist5k", "synthetic")
+DATASETS = ("mnist5k", "mnist", "cifar10", "synthetic", "dln")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+SCHEDULES = ("constant", "cosine", "step")
+#: How a probe lays out its K evaluations (see :func:`landscape.probes.step_probe`).
+PROBE_STRATEGIES = ("auto", "unroll", "vmap", "map")
+#: BatchNorm behaviour during a probe: the batch's own statistics (the paper's loss, train mode) or
+#: the stored running averages (eval mode).
+BN_MODES = ("batch_stats", "running_average")
+
+
+def check_choice(name: str, value: Any, accepted: tuple[str, ...], error: type[Exception] = ValueError
+                 ) -> None:
+    """Raise ``error`` naming ``name`` unless ``value`` is one of ``accepted``.
+
+    Example:
+        >>> check_choice("mode", "batch_stats", BN_MODES)
+    """
+    if value not in accepted:
+        raise error(f"{name}={value!r} is not accepted; expected one of {', '.join(accepted)}")
+
+
+def check_number(name: str, value: Any, *, minimum: float | None = None, strict: bool = False,
+                 maximum: float | None = None, integer: bool = False,
+                 error: type[Exception] = ValueError) -> float | int:
+    """Validate one finite real (or integer) and return it; ``error`` names ``name`` otherwise.
+
+    ``minimum``/``maximum`` bound the value (``strict=True`` excludes ``minimum`` itself). Booleans
+    are refused (``True`` is no number of steps).
+
+    Example:
+        >>> check_number("lr", 0.1, minimum=0, strict=True)
+        0.1
+        >>> check_number("steps", 3, minimum=1, integer=True)
+        3
+    """
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
+            integer and math.isfinite(value) and not float(value).is_integer()):
+        raise error(f"{name}={value!r} is not {kind}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise error(f"{name}={value!r} must be finite")
+    if minimum is not None and (number <= minimum if strict else number < minimum):
+        raise error(f"{name}={value!r} must be {'>' if strict else '>='} {minimum}")
+    if maximum is not None and number > maximum:
+        raise error(f"{name}={value!r} must be <= {maximum}")
+    return value
