@@ -89,12 +89,23 @@ class Quadratic:
             loss=np.array([self.L(theta - eta * d) for eta in etas]),
             grad_change=np.abs(etas) * np.linalg.norm(Ad),  # ∇L(θ−ηd) − g = −ηAd
             effective_beta=np.linalg.norm(Ad) / np.linalg.norm(d),
+            grad_change_floor=np.nan,  # checked on its own (test_rounding_floor_quadratic)
+            beta_included=np.ones(len(etas), bool),
         )
 
 
+#: Fields with a closed form; the floor is a rounding measurement, checked separately.
+EXACT_FIELDS = [f for f in probes.StepProbe._fields if f not in ("grad_change_floor", "beta_included")]
+
+
 def check_probe(result, expected, rtol=RTOL64):
-    for name in probes.StepProbe._fields:
+    for name in EXACT_FIELDS:
         assert_close(getattr(result, name), getattr(expected, name), rtol, name=name)
+    if expected.beta_included is not None:
+        np.testing.assert_array_equal(np.asarray(result.beta_included), expected.beta_included)
+
+
+FLOAT_FIELDS = [f for f in probes.StepProbe._fields if f != "beta_included"]
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +126,9 @@ def test_quadratic_closed_form(quad, quad_probes, key, custom_direction, K):
     direction = quad.direction if custom_direction else None
     steps = UNSORTED_STEPS[K]
     result = quad_probes[key](quad.params, None, steps, direction)
-    for name in probes.StepProbe._fields:
+    for name in FLOAT_FIELDS:
         assert getattr(result, name).dtype == jnp.float64, name
+    assert result.beta_included.dtype == jnp.bool_
     assert result.loss.shape == result.grad_change.shape == result.step_sizes.shape == (K,)
     check_probe(result, quad.expected(steps, direction))
 
@@ -220,6 +232,8 @@ def naive_probe(loss_fn, params, batch, step_sizes, direction=None):
         loss=np.array(losses),
         grad_change=changes,
         effective_beta=np.max(changes[dist > 0] / dist[dist > 0]),
+        grad_change_floor=np.nan,
+        beta_included=dist > 0,
     )
 
 
@@ -259,7 +273,7 @@ def test_float32_dtype_preserved(quad, enable_x64):
                 return loss32(params, batch)
 
             result = probes.step_probe(spy, params32, None, steps, direction=direction32, strategy=strategy)
-            for name in probes.StepProbe._fields:
+            for name in FLOAT_FIELDS:
                 assert getattr(result, name).dtype == jnp.float32, (name, getattr(result, name).dtype)
             assert all(dt == jnp.float32 for tree in seen for dt in jax.tree.leaves(tree))
             results[strategy] = result
@@ -456,7 +470,8 @@ def test_summarize(quad, quad_probes):
     result = quad_probes["unroll"](quad.params, None, steps, None)
     summary = probes.summarize(result)
     expected = quad.expected(steps)
-    assert all(isinstance(v, float) for k, v in summary.items() if k != "num_steps")
+    assert all(isinstance(v, float) for k, v in summary.items()
+               if k not in ("num_steps", "num_beta_excluded"))
     assert summary["num_steps"] == 5
     assert_close(summary["loss_min"], expected.loss.min(), RTOL64)
     assert_close(summary["loss_max"], expected.loss.max(), RTOL64)
@@ -480,3 +495,59 @@ def test_docstring_examples(module):
     )
     assert attempted > 0
     assert failures == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# rounding floor, NaN points, fused gradient
+
+
+def test_rounding_floor_quadratic(quad):
+    """On ½θᵀAθ the floor is ‖A δ‖ for the probe's own perturbation δ = ±eps·|θ| (float64)."""
+    from landscape.probes._step import _FLOOR_ULPS, _rounding_perturbation
+
+    r = probes.step_probe(quad.loss_fn, quad.params, None, UNSORTED_STEPS[5])
+    perturbed = _rounding_perturbation(quad.params, _FLOOR_ULPS)
+    delta = np.concatenate([np.ravel(np.asarray(a) - np.asarray(b)) for a, b in
+                            zip(jax.tree.leaves(perturbed), jax.tree.leaves(quad.params))])
+    expected = np.linalg.norm(np.asarray(quad.A) @ delta)
+    # θ + δ is itself rounded to the float64 grid (≤ ½ ulp per entry against δ's 1 ulp), and the
+    # gradient carries its own rounding: the floor matches ‖Aδ‖ only to a factor of about 2.
+    assert 0.3 * expected <= float(r.grad_change_floor) <= 3 * expected
+    assert np.all(np.asarray(r.beta_included))  # every change is ~1e12 floors away
+
+
+def test_floor_excludes_points_below_it():
+    """A change at most c floors above the floor is left out of β; with floor_factor=0 it is not."""
+    loss_fn = lambda p, b: 0.5 * jnp.sum(b * p["w"] ** 2)  # noqa: E731
+    params, batch = {"w": jnp.ones(3, jnp.float32)}, jnp.array([1.0, 2.0, 3.0], jnp.float32)
+    steps = jnp.array([1e-12, 1e-3, 1e-2], jnp.float32)
+    r = probes.step_probe(loss_fn, params, batch, steps)
+    # θ − 1e-12·g rounds back to θ in float32: its change is 0, below any floor
+    np.testing.assert_array_equal(np.asarray(r.beta_included), [False, True, True])
+    assert_close(r.effective_beta, np.linalg.norm([1, 4, 9]) / np.linalg.norm([1, 2, 3]), 1e-3)
+    r0 = probes.step_probe(loss_fn, params, batch, steps, floor_factor=0.0)
+    assert np.all(np.asarray(r0.beta_included)) and np.isnan(float(r0.grad_change_floor))
+
+
+def test_nan_loss_point_gives_nan_beta():
+    """A probed point whose loss is NaN (but whose gradient is finite) has no finite β."""
+    def loss_fn(p, b):
+        return 0.5 * jnp.sum(p ** 2) + jnp.where(p[0] < 0, jnp.nan, 0.0)
+
+    r = probes.step_probe(loss_fn, jnp.ones(2), None, jnp.array([0.5, 2.0]))  # θ−2g = (−1, −1)
+    assert np.isnan(float(r.loss[1])) and np.all(np.isfinite(np.asarray(r.grad_change)))
+    assert np.isnan(float(r.effective_beta))
+
+
+def test_fused_value_and_grad_equals_unfused(mlp, x64):
+    """Handing the probe the step's own (L, g) changes nothing (float64, exact up to rounding)."""
+    loss_fn, params, batch, _ = mlp
+    probe = probes.make_step_probe(loss_fn)
+    steps = probes.lr_multiples(0.1)
+    plain = probe(params, batch, steps)
+    fused = probe(params, batch, steps, None, jax.value_and_grad(loss_fn)(params, batch))
+    for name in EXACT_FIELDS + ["beta_included"]:
+        np.testing.assert_allclose(np.asarray(getattr(fused, name)),
+                                   np.asarray(getattr(plain, name)), rtol=1e-14, err_msg=name)
+    # the floor is itself a difference of two rounded gradients: equal in size, not in digits
+    assert 0.5 < float(fused.grad_change_floor) / float(plain.grad_change_floor) < 2

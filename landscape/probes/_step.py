@@ -43,6 +43,7 @@ import optax
 from landscape.choices import PROBE_STRATEGIES, check_number
 
 __all__ = [
+    "DEFAULT_FLOOR_FACTOR",
     "STRATEGIES",
     "GradNorms",
     "StepProbe",
@@ -70,9 +71,15 @@ class StepProbe(NamedTuple):
       grad_norm: () ‖g‖₂ with g = ∇L(θ) — always the gradient, even for a custom direction.
       loss: (K,) L(θ − η_k d)  (Fig. 4a, "loss variation").
       grad_change: (K,) ‖∇L(θ − η_k d) − g‖₂  (Fig. 4b, "gradient predictiveness").
-      effective_beta: () max_k grad_change_k / (|η_k|·‖d‖₂)  (Fig. 4c), over the k with
-        |η_k|·‖d‖₂ > 0; NaN when there is no such k (0/0), and NaN when any included entry is
-        NaN (a diverged point has no finite smoothness).
+      effective_beta: () max_k grad_change_k / (|η_k|·‖d‖₂)  (Fig. 4c), over the *included* k
+        (``beta_included``); NaN when no k is included, and NaN when an included point's loss or
+        gradient change is not finite (a diverged point has no finite smoothness).
+      grad_change_floor: () the rounding floor of ``grad_change``: ‖∇L(θ ⊕ δ) − g‖₂ for a
+        perturbation δ of a few units in the last place of each parameter, computed in the same
+        precision (NaN when the floor was not measured, ``floor_factor=0``). A gradient change not
+        clearly above it is mostly rounding (a difference of two nearly equal gradients).
+      beta_included: (K,) bool, the k entering ``effective_beta``: |η_k|·‖d‖₂ > 0 and
+        grad_change_k > floor_factor · grad_change_floor.
     """
 
     step_sizes: jax.Array
@@ -81,6 +88,8 @@ class StepProbe(NamedTuple):
     loss: jax.Array
     grad_change: jax.Array
     effective_beta: jax.Array
+    grad_change_floor: jax.Array
+    beta_included: jax.Array
 
 
 class GradNorms(NamedTuple):
@@ -145,17 +154,17 @@ def _resolve_strategy(strategy: str, chunk_size: int | None) -> str:
     return strategy
 
 
-def _check_direction(params: PyTree, direction: PyTree) -> None:
+def _check_direction(params: PyTree, direction: PyTree, what: str = "direction") -> None:
     p_struct, d_struct = jax.tree.structure(params), jax.tree.structure(direction)
     if p_struct != d_struct:
         raise ValueError(
-            f"direction must have the same pytree structure as params; got {d_struct} "
+            f"{what} must have the same pytree structure as params; got {d_struct} "
             f"for params {p_struct}."
         )
     for p, d in zip(jax.tree.leaves(params), jax.tree.leaves(direction)):
         if jnp.shape(p) != jnp.shape(d):
             raise ValueError(
-                f"direction leaf shapes must match params; got {jnp.shape(d)} for a params leaf "
+                f"{what} leaf shapes must match params; got {jnp.shape(d)} for a params leaf "
                 f"of shape {jnp.shape(p)}."
             )
 
@@ -164,14 +173,31 @@ def _check_direction(params: PyTree, direction: PyTree) -> None:
 # step probe
 
 
+def _rounding_perturbation(params: PyTree, ulps: float) -> PyTree:
+    """δ with δ_i = ±ulps·eps·|θ_i| (a fixed sign pattern): a few units in the last place of θ."""
+    leaves, treedef = jax.tree.flatten(params)
+    out = []
+    for i, leaf in enumerate(leaves):
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            out.append(leaf)
+            continue
+        signs = jax.random.rademacher(jax.random.fold_in(jax.random.key(0x5EED), i),
+                                      jnp.shape(leaf), dtype=dtype)
+        out.append(leaf + signs * (ulps * jnp.finfo(dtype).eps) * jnp.abs(leaf))
+    return jax.tree.unflatten(treedef, out)
+
+
 def _step_probe_impl(
     loss_fn: LossFn,
     strategy: str,
     chunk_size: int | None,
+    floor_factor: float,
     params: PyTree,
     batch: PyTree,
     step_sizes: jax.Array,
     direction: PyTree = None,
+    value_and_grad: tuple[jax.Array, PyTree] | None = None,
 ) -> StepProbe:
     """The traced body shared by :func:`step_probe` and :func:`make_step_probe`."""
     dtype = _result_dtype(params)
@@ -183,20 +209,26 @@ def _step_probe_impl(
     step_sizes = step_sizes.astype(dtype)
     num_steps = step_sizes.shape[0]
 
-    value_and_grad = jax.value_and_grad(loss_fn)
-    loss0, grad = value_and_grad(params, batch)
+    loss_and_grad = jax.value_and_grad(loss_fn)
+    if value_and_grad is None:
+        loss0, grad = loss_and_grad(params, batch)
+    else:  # fused with a training step that already computed L(θ) and g on this batch
+        loss0, grad = value_and_grad
+        _check_direction(params, grad, what="value_and_grad's gradient")
     if direction is None:
         direction = grad
     else:
         _check_direction(params, direction)
     grad_acc = optax.tree.cast(grad, dtype)
 
+    def change_from(grad_moved: PyTree) -> jax.Array:
+        return optax.tree.norm(optax.tree.sub(optax.tree.cast(grad_moved, dtype), grad_acc))
+
     def at(eta: jax.Array) -> tuple[jax.Array, jax.Array]:
         # θ − η d, each leaf kept in its own dtype.
         moved = optax.tree.cast_like(optax.tree.add_scale(params, -eta, direction), params)
-        loss, grad_moved = value_and_grad(moved, batch)
-        change = optax.tree.norm(optax.tree.sub(optax.tree.cast(grad_moved, dtype), grad_acc))
-        return jnp.asarray(loss, dtype), change.astype(dtype)
+        loss, grad_moved = loss_and_grad(moved, batch)
+        return jnp.asarray(loss, dtype), change_from(grad_moved).astype(dtype)
 
     if strategy == "unroll":
         outs = [at(step_sizes[k]) for k in range(num_steps)]
@@ -210,11 +242,21 @@ def _step_probe_impl(
     else:  # pragma: no cover - _resolve_strategy rejects anything else.
         raise ValueError(f"unknown strategy {strategy!r}")
 
+    if floor_factor > 0:
+        floor = change_from(jax.grad(loss_fn)(_rounding_perturbation(params, _FLOOR_ULPS), batch))
+        floor = floor.astype(dtype)
+    else:
+        floor = jnp.full((), jnp.nan, dtype)
     direction_norm = _tree_norm(direction, dtype)
     distance = jnp.abs(step_sizes) * direction_norm
-    valid = distance > 0
-    ratio = jnp.where(valid, grad_change / jnp.where(valid, distance, 1), -jnp.inf)
-    effective_beta = jnp.where(jnp.any(valid), jnp.max(ratio), jnp.nan).astype(dtype)
+    included = distance > 0
+    if floor_factor > 0:
+        # NaN changes stay included so that a diverged point yields a NaN β
+        included = included & ~(grad_change <= floor_factor * floor)
+    ratio = grad_change / jnp.where(included, distance, 1)
+    ratio = jnp.where(jnp.isfinite(loss), ratio, jnp.nan)  # a NaN loss has no finite smoothness
+    ratio = jnp.where(included, ratio, -jnp.inf)
+    effective_beta = jnp.where(jnp.any(included), jnp.max(ratio), jnp.nan).astype(dtype)
 
     return StepProbe(
         step_sizes=step_sizes,
@@ -223,10 +265,19 @@ def _step_probe_impl(
         loss=loss,
         grad_change=grad_change,
         effective_beta=effective_beta,
+        grad_change_floor=floor,
+        beta_included=included,
     )
 
 
-_step_probe_jit = jax.jit(_step_probe_impl, static_argnums=(0, 1, 2))
+#: Size of the parameter perturbation behind ``grad_change_floor``, in units in the last place.
+_FLOOR_ULPS = 1.0
+#: Default ``floor_factor``: an η enters the effective β only when its gradient change exceeds this
+#: many rounding floors (then rounding moves the ratio by ≲ 1/floor_factor, and typically by its square).
+DEFAULT_FLOOR_FACTOR = 10.0
+
+
+_step_probe_jit = jax.jit(_step_probe_impl, static_argnums=(0, 1, 2, 3))
 
 
 def step_probe(
@@ -238,6 +289,8 @@ def step_probe(
     direction: PyTree = None,
     strategy: str = "auto",
     chunk_size: int | None = None,
+    floor_factor: float = DEFAULT_FLOOR_FACTOR,
+    value_and_grad: tuple[jax.Array, PyTree] | None = None,
 ) -> StepProbe:
     """Loss and gradient along θ − η·d for K step sizes (Santurkar et al. 2018, Fig. 4).
 
@@ -245,11 +298,16 @@ def step_probe(
 
         loss_k        = L(θ − η_k d)
         grad_change_k = ‖∇L(θ − η_k d) − g‖₂
-        effective_β   = max_k grad_change_k / (|η_k| ‖d‖₂)
+        floor         = ‖∇L(θ ⊕ δ) − g‖₂,  δ_i = ±eps·|θ_i|   (rounding floor, same precision)
+        effective_β   = max_k grad_change_k / (|η_k| ‖d‖₂)   over k with grad_change_k > c·floor
 
-    Entries with |η_k|·‖d‖₂ = 0 are 0/0 and left out of the max; if every entry is left out,
-    ``effective_beta`` is NaN. A NaN in an included entry (a diverged point) gives NaN. Unlike the
-    best-known public notebook, which reports max_k grad_change_k, we divide by the distance.
+    Entries with |η_k|·‖d‖₂ = 0 are 0/0 and left out of the max, and so are entries whose gradient
+    change is not clearly above the rounding floor (c = ``floor_factor``): for small η the two
+    gradients agree in most of their digits and their difference is rounding, which the max over η
+    would otherwise report as β (float32 deep linear net: 1.7× too large). ``beta_included`` marks
+    the entries used. If none is, ``effective_beta`` is NaN. A NaN loss or gradient change at an
+    included point (a diverged point) gives NaN. Unlike the best-known public notebook, which
+    reports max_k grad_change_k, we divide by the distance. The floor costs one more gradient.
 
     Results are in the params' float dtype (float32 → float32, float64 → float64; bfloat16/float16
     are accumulated and reported in float32). Each probed point keeps every leaf's own dtype.
@@ -275,10 +333,16 @@ def step_probe(
         ``"vmap"`` whenever ``chunk_size`` is given).
       chunk_size: for ``"vmap"``/``"map"``: evaluate at most this many points at once, via
         ``jax.lax.map(f, step_sizes, batch_size=chunk_size)``. Not accepted with ``"unroll"``.
+      floor_factor: c above; 0 skips the floor (no extra gradient; every η with a positive
+        distance enters the max, ``grad_change_floor`` is NaN).
+      value_and_grad: ``(L(θ), g)`` already computed on this ``batch`` with this ``loss_fn`` (a
+        training step's own gradient): the probe then costs K (+1 for the floor) gradients, not
+        K + 1 (+1).
 
     Returns:
       A :class:`StepProbe` with fields ``step_sizes`` (K,), ``loss0`` (), ``grad_norm`` (),
-      ``loss`` (K,), ``grad_change`` (K,), ``effective_beta`` ().
+      ``loss`` (K,), ``grad_change`` (K,), ``effective_beta`` (), ``grad_change_floor`` (),
+      ``beta_included`` (K,).
 
     Raises:
       ValueError: unknown ``strategy``, bad ``chunk_size``, ``step_sizes`` not 1-D with K ≥ 1,
@@ -296,18 +360,21 @@ def step_probe(
         2.863...
     """
     resolved = _resolve_strategy(strategy, chunk_size)
+    floor_factor = float(check_number("floor_factor", floor_factor, minimum=0))
     # Casting here keeps one jit cache entry whatever dtype the caller's step sizes have.
     step_sizes = jnp.asarray(step_sizes, dtype=_result_dtype(params))
-    return _step_probe_jit(loss_fn, resolved, chunk_size, params, batch, step_sizes, direction)
+    return _step_probe_jit(loss_fn, resolved, chunk_size, floor_factor, params, batch, step_sizes,
+                           direction, value_and_grad)
 
 
 def make_step_probe(
-    loss_fn: LossFn, *, strategy: str = "auto", chunk_size: int | None = None
+    loss_fn: LossFn, *, strategy: str = "auto", chunk_size: int | None = None,
+    floor_factor: float = DEFAULT_FLOOR_FACTOR,
 ) -> Callable[..., StepProbe]:
     """Builds a jitted ``probe(params, batch, step_sizes, direction=None) -> StepProbe``.
 
     Same computation and arguments as :func:`step_probe`, with ``loss_fn``, ``strategy`` (``"auto"``
-    resolved now, on the current default backend) and ``chunk_size`` fixed. Build it once and call it
+    resolved now, on the current default backend), ``chunk_size`` and ``floor_factor`` fixed. Build it once and call it
     every step: it traces again only when shapes, dtypes or the pytree structure of its arguments
     change (e.g. a new K, or ``direction`` switching between ``None`` and a pytree), never when only
     values change.
@@ -330,15 +397,18 @@ def make_step_probe(
             r = probe(params, batch, lr_multiples(0.1))
     """
     resolved = _resolve_strategy(strategy, chunk_size)
-    body = functools.partial(_step_probe_impl, loss_fn, resolved, chunk_size)
+    floor_factor = float(check_number("floor_factor", floor_factor, minimum=0))
+    body = functools.partial(_step_probe_impl, loss_fn, resolved, chunk_size, floor_factor)
 
-    def probe(params: PyTree, batch: PyTree, step_sizes: jax.Array, direction: PyTree = None):
-        return body(params, batch, step_sizes, direction)
+    def probe(params: PyTree, batch: PyTree, step_sizes: jax.Array, direction: PyTree = None,
+              value_and_grad: tuple[jax.Array, PyTree] | None = None):
+        return body(params, batch, step_sizes, direction, value_and_grad)
 
     probe.__name__ = probe.__qualname__ = f"step_probe[{getattr(loss_fn, '__name__', 'loss_fn')}]"
     probe.__doc__ = (
         f"Jitted step_probe of {getattr(loss_fn, '__name__', 'loss_fn')} (strategy {resolved!r}, "
-        f"chunk_size {chunk_size}): probe(params, batch, step_sizes, direction=None) -> StepProbe."
+        f"chunk_size {chunk_size}): probe(params, batch, step_sizes, direction=None, "
+        "value_and_grad=None) -> StepProbe."
     )
     return jax.jit(probe)
 
@@ -487,7 +557,8 @@ def summarize(probe: StepProbe) -> dict[str, float]:
     Returns:
       dict with float values: ``loss0``, ``loss_min``, ``loss_max``, ``grad_change_min``,
       ``grad_change_max``, ``effective_beta``, ``grad_norm``, ``step_size_min``, ``step_size_max``
-      (Python floats, NaN preserved) and ``num_steps`` (Python int, K).
+      ``grad_change_floor`` (Python floats, NaN preserved), ``num_steps`` (K) and
+      ``num_beta_excluded`` (how many η the effective β left out; Python ints).
 
     Reference:
       Santurkar et al. (2018), Fig. 4 (bands a, b; curve c).
@@ -510,4 +581,6 @@ def summarize(probe: StepProbe) -> dict[str, float]:
         "step_size_min": float(np.min(steps)),
         "step_size_max": float(np.max(steps)),
         "num_steps": int(steps.shape[0]),
+        "grad_change_floor": float(probe.grad_change_floor),
+        "num_beta_excluded": int(np.sum(~np.asarray(probe.beta_included, dtype=bool))),
     }
