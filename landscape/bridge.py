@@ -38,10 +38,13 @@ from landscape.choices import BN_MODES
 
 __all__ = [
     "BN_MODES",
+    "cast",
+    "check_mode",
     "StepMetrics",
     "evaluate",
     "make_batch",
     "make_loss_fn",
+    "make_train_objective",
     "make_train_step",
     "merge",
     "predict",
@@ -66,6 +69,15 @@ def split(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
     return graphdef, nnx.as_pure(params), nnx.as_pure(state)
 
 
+def cast(model: nnx.Module, dtype: Any) -> nnx.Module:
+    """Cast every floating-point array of ``model`` (parameters and statistics) to ``dtype``, in
+    place; returns ``model``. float64 needs JAX's x64 mode (``jax.enable_x64``)."""
+    state = nnx.state(model)
+    nnx.update(model, jax.tree.map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, state))
+    return model
+
+
 def merge(graphdef: nnx.GraphDef, params: nnx.State, state: nnx.State) -> nnx.Module:
     """A fresh model from pure pieces (a copy: mutating it never touches ``params`` or ``state``)."""
     return nnx.merge(graphdef, params, state, copy=True)
@@ -76,7 +88,8 @@ def make_batch(x: Any, y: Any, state: nnx.State, rng: Array | None = None) -> di
     return {"x": x, "y": y, "state": state, "rng": rng}
 
 
-def _check_mode(mode: str) -> bool:
+def check_mode(mode: str) -> bool:
+    """True for ``"running_average"``, False for ``"batch_stats"``; ValueError otherwise."""
     if mode not in BN_MODES:
         raise ValueError(f"unknown normalization mode {mode!r}; expected one of {', '.join(BN_MODES)}")
     return mode == "running_average"
@@ -128,7 +141,7 @@ def make_loss_fn(model: nnx.Module | nnx.GraphDef, *, mode: BNMode = "batch_stat
     model's ``loss_kind`` ("cross_entropy" when only a graphdef is given). The returned function is
     pure: it never changes running statistics.
     """
-    use_running_average = _check_mode(mode)
+    use_running_average = check_mode(mode)
     graphdef, kind = _graphdef_and_kind(model, loss)
 
     def loss_fn(params, batch):
@@ -138,14 +151,14 @@ def make_loss_fn(model: nnx.Module | nnx.GraphDef, *, mode: BNMode = "batch_stat
     return loss_fn
 
 
-def make_train_step(model: nnx.Module | nnx.GraphDef, tx: optax.GradientTransformation, *,
-                    loss: str | None = None):
-    """A jitted step ``(params, state, opt_state, batch) -> (params, state, opt_state, metrics)``.
+def make_train_objective(model: nnx.Module | nnx.GraphDef, *, loss: str | None = None):
+    """``objective(params, batch) -> (loss, (new_state, accuracy))``: the training loss.
 
-    Runs the model in train mode (batch statistics), differentiates the loss with respect to
-    ``params``, applies ``tx`` and returns the updated running statistics (unlike probes, a train
-    step *does* advance them). ``batch`` is :func:`make_batch`'s dict; its ``state`` entry is ignored
-    in favour of the ``state`` argument.
+    The model runs in train mode (batch statistics; the noise key ``batch["rng"]`` when given) on a
+    copy; ``new_state`` is the copy's state afterwards — the running statistics advanced by this
+    batch, which a training step keeps and a probe discards. Differentiate with
+    ``jax.value_and_grad(objective, has_aux=True)``. Its value equals
+    ``make_loss_fn(model, mode="batch_stats")(params, batch)``.
     """
     graphdef, kind = _graphdef_and_kind(model, loss)
 
@@ -153,6 +166,21 @@ def make_train_step(model: nnx.Module | nnx.GraphDef, tx: optax.GradientTransfor
         model, out = _forward(graphdef, params, batch, False)
         value, acc = loss_value(kind, out, batch["y"])
         return value, (nnx.as_pure(nnx.state(model, nnx.Not(nnx.Param))), acc)
+
+    return objective
+
+
+def make_train_step(model: nnx.Module | nnx.GraphDef, tx: optax.GradientTransformation, *,
+                    loss: str | None = None):
+    """A jitted step ``(params, state, opt_state, batch) -> (params, state, opt_state, metrics)``.
+
+    Runs the model in train mode (batch statistics), differentiates the loss with respect to
+    ``params``, applies ``tx`` and returns the updated running statistics (unlike probes, a train
+    step *does* advance them). ``batch`` is :func:`make_batch`'s dict; its ``state`` entry is ignored
+    in favour of the ``state`` argument. (:mod:`landscape.engine` builds its step from the same
+    :func:`make_train_objective`.)
+    """
+    objective = make_train_objective(model, loss=loss)
 
     @jax.jit
     def step(params, state, opt_state, batch):
@@ -169,7 +197,7 @@ def predict(graphdef: nnx.GraphDef, params: nnx.State, state: nnx.State, x: Arra
             *, mode: BNMode = "running_average") -> Array:
     """Model outputs for ``x`` (eval mode by default: running statistics, no noise)."""
     model = merge(graphdef, params, state)
-    return model(x, use_running_average=_check_mode(mode))
+    return model(x, use_running_average=check_mode(mode))
 
 
 def evaluate(model: nnx.Module | nnx.GraphDef, params: nnx.State, state: nnx.State, x, y, *,
@@ -177,7 +205,7 @@ def evaluate(model: nnx.Module | nnx.GraphDef, params: nnx.State, state: nnx.Sta
              loss: str | None = None) -> tuple[float, float]:
     """Mean loss and accuracy over ``(x, y)`` in chunks of ``batch_size`` (eval mode by default)."""
     graphdef, kind = _graphdef_and_kind(model, loss)
-    fn = _eval_fn(graphdef, _check_mode(mode), kind)
+    fn = _eval_fn(graphdef, check_mode(mode), kind)
     n = len(x)
     total_loss, total_acc = 0.0, 0.0
     for i in range(0, n, batch_size):

@@ -10,7 +10,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["BN_MODES", "DATASETS", "DATA_FILES_DATASETS", "OPTIMIZERS", "PROBE_STRATEGIES",
+__all__ = ["BN_MODES", "DATASETS", "DTYPES", "DATA_FILES_DATASETS", "OPTIMIZERS", "PROBE_STRATEGIES",
            "SCHEDULES", "check_number", "check_choice"]
 
 #: Datasets a run can train on; ``dln`` is the deep linear network's synthetic regression task.
@@ -23,6 +23,9 @@ PROBE_STRATEGIES = ("auto", "unroll", "vmap", "map")
 #: BatchNorm behaviour during a probe: the batch's own statistics (the paper's loss, train mode) or
 #: the stored running averages (eval mode).
 BN_MODES = ("batch_stats", "running_average")
+#: Precision of a run's parameters, statistics and inputs (float64 runs enable JAX's x64 mode for
+#: their duration).
+DTYPES = ("float32", "float64")
 
 
 def check_choice(name: str, value: Any, accepted: tuple[str, ...], error: type[Exception] = ValueError

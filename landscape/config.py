@@ -10,6 +10,7 @@ from typing import Any
 from landscape.choices import (
     BN_MODES as PROBE_MODES,
     DATASETS,
+    DTYPES,
     OPTIMIZERS,
     PROBE_STRATEGIES,
     SCHEDULES,
@@ -52,6 +53,7 @@ class TrainConfig:
     steps: int = 500
     batch_size: int = 128
     seed: int = 0
+    dtype: str = "float32"
     # evaluation and checkpoints
     eval_every: int = 100
     eval_batch_size: int = 1000
@@ -87,6 +89,7 @@ class TrainConfig:
         self._choice("model", model_names())
         self._choice("norm", normalization_names())
         self._choice("optimizer", OPTIMIZERS)
+        self._choice("dtype", DTYPES)
         self._choice("schedule", SCHEDULES)
         self._choice("probe_mode", PROBE_MODES)
         self._choice("probe_strategy", PROBE_STRATEGIES)

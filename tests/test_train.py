@@ -42,7 +42,9 @@ def test_loss_decreases_and_records_written(full_run):
     np.testing.assert_allclose(np.sqrt(sum(v**2 for v in per_layer.values())), row["grad_norm"],
                                rtol=1e-5)
     assert [r["step"] for r in run["eval"]] == [4, 8, 12]
-    assert run["run"]["noise_floor"] == 0.0
+    assert 0 < row["grad_change_floor"] < min(row["grad_change"])  # float32 rounding floor
+    assert row["beta_included"] == [True, True, True]
+    assert run["run"]["input_shape"] == [8, 8, 1] and run["run"]["num_classes"] == 10
     assert run["run"]["diverged_at_step"] is None
     assert run["run"]["final_step"] == 12
     assert json.loads((workdir / "config.json").read_text())["steps"] == 12

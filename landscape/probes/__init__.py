@@ -15,6 +15,7 @@ Parameter paths and masks — :mod:`landscape.probes._paths`:
 from landscape.probes._ics import ICS, internal_covariate_shift
 from landscape.probes._paths import block_masks, param_mask, param_paths, path_str, per_leaf_dict
 from landscape.probes._step import (
+    DEFAULT_FLOOR_FACTOR,
     STRATEGIES,
     GradNorms,
     StepProbe,
@@ -27,6 +28,7 @@ from landscape.probes._step import (
 )
 
 __all__ = [
+    "DEFAULT_FLOOR_FACTOR",
     "ICS",
     "STRATEGIES",
     "GradNorms",

@@ -1,0 +1,247 @@
+"""One protocol for every scheduled measurement: :class:`Hook`.
+
+A hook names a record file (``{name}.jsonl`` in the run folder), says when it is due
+(:class:`Schedule`) and measures with a pure, jit-compatible function of the step's inputs::
+
+    class Hook:
+        name: str
+        schedule: Schedule
+        def setup(self, run: RunContext) -> None           # once per run: build loss functions
+        def init(self, params, *, key) -> carry             # optional state carried between calls
+        def measure(self, carry, inputs: StepInputs) -> (result, carry)   # pure; jitted by the loop
+        def record(self, step, result) -> dict              # host side: the JSON record
+
+At a due step t the loop computes the step's gradient once (:class:`StepInputs` holds θ_t, the
+minibatch, L(θ_t) and ∇L(θ_t) with batch statistics), runs every due hook on it, then applies the
+update — so a Figure-4 probe costs K (+1 for its rounding floor) gradients beyond the step's own.
+Results stay on the device until the loop writes them in blocks; the carries (e.g. a warm-start
+eigenvector) are saved in every checkpoint, so a resumed run repeats an uninterrupted one.
+
+Built-in hooks: :class:`StepProbeHook` (Figure 4 + per-layer gradient norms) and
+:class:`MeasurementHook` (adapts a host-side :class:`Measurement`, the pre-hook API). See
+``examples/custom_hook.py`` for a user-defined hook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import optax
+from flax import nnx
+
+from landscape import bridge, probes
+from landscape.config import TrainConfig
+from landscape.records import to_jsonable
+
+__all__ = ["Hook", "Measurement", "MeasurementHook", "ProbeSchedule", "RunContext", "Schedule",
+           "StepContext", "StepInputs", "StepProbeHook", "probe_record"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """When a hook is due: every ``every`` steps (0: never) and/or at the steps in ``at``.
+
+    Example:
+        >>> Schedule(every=10, at=(3,)).due(3), Schedule(every=10).due(20), Schedule(0).due(0)
+        (True, True, False)
+    """
+
+    every: int = 1
+    at: tuple[int, ...] = ()
+
+    def due(self, step: int) -> bool:
+        return (self.every > 0 and step % self.every == 0) or step in self.at
+
+
+#: The name this schedule had before hooks existed (``landscape.train.ProbeSchedule``).
+ProbeSchedule = Schedule
+
+
+class StepInputs(NamedTuple):
+    """What a hook sees at step t, before update t (every field is an array pytree).
+
+    Attributes:
+        step: () int32, t.
+        params: θ_t.
+        model_state: the running statistics before step t.
+        opt_state: the optimizer state before step t.
+        batch: step t's minibatch as a :func:`landscape.bridge.make_batch` dict (model state and
+            noise key included) — pass it to the run's loss functions.
+        loss: () L(θ_t) on the minibatch with batch statistics (the training loss).
+        grad: ∇L(θ_t), like ``params`` — the gradient the step applies.
+    """
+
+    step: jax.Array
+    params: Any
+    model_state: Any
+    opt_state: Any
+    batch: dict[str, Any]
+    loss: jax.Array
+    grad: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What stays fixed during a run; handed to :meth:`Hook.setup` once.
+
+    ``loss_fn(mode)`` gives the model's pure ``loss_fn(params, batch)`` in a BatchNorm mode
+    (``"batch_stats"``: the training loss; ``"running_average"``: eval behaviour), built once.
+    """
+
+    model: nnx.Module
+    tx: optax.GradientTransformation
+    config: TrainConfig
+    _losses: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def loss_fn(self, mode: str = "batch_stats") -> Callable[[Any, Any], jax.Array]:
+        if mode not in self._losses:
+            self._losses[mode] = bridge.make_loss_fn(self.model, mode=mode)
+        return self._losses[mode]
+
+
+class Hook:
+    """Base class of a scheduled measurement (see the module docstring for the protocol).
+
+    Subclasses set ``name`` and ``schedule`` and implement :meth:`measure`; ``jit = False`` runs
+    ``measure`` eagerly (host code allowed, e.g. NumPy). Names must be unique within a run and not
+    one of the loop's own record files (``train``, ``eval``, ``run``, ``config``).
+    """
+
+    name: str = "hook"
+    schedule: Schedule = Schedule()
+    jit: bool = True
+
+    def due(self, step: int) -> bool:
+        return self.schedule.due(step)
+
+    def setup(self, run: RunContext) -> None:
+        """Build what ``measure`` needs (loss functions, masks); called once before training."""
+
+    def init(self, params: Any, *, key: jax.Array) -> Any:
+        """The carry before the first measurement (a pytree of arrays, or None)."""
+        return None
+
+    def measure(self, carry: Any, inputs: StepInputs) -> tuple[Any, Any]:
+        """``(result, new_carry)``; pure and jit-compatible unless ``jit`` is False."""
+        raise NotImplementedError
+
+    def record(self, step: int, result: Any) -> dict[str, Any]:
+        """The JSON record of one result (host arrays): every NamedTuple field / dict entry."""
+        fields = result._asdict() if hasattr(result, "_asdict") else dict(result)
+        return {"step": int(step), **to_jsonable(fields)}
+
+
+def probe_record(step: int, result: probes.StepProbe, *, tag: str = "") -> dict[str, Any]:
+    """The JSON record of one Figure-4 probe: every field plus the band summaries."""
+    rec: dict[str, Any] = {"step": int(step), "tag": tag}
+    rec.update({k: np.asarray(v).tolist() for k, v in result._asdict().items()})
+    rec.update(probes.summarize(result))
+    return rec
+
+
+class StepProbeHook(Hook):
+    """Santurkar et al.'s Figure-4 probe at θ_t on step t's minibatch, plus ‖∇L‖ per layer.
+
+    Writes ``probes.jsonl``: every :class:`~landscape.probes.StepProbe` field, the band summaries
+    and ``grad_norm_per_layer``. In ``mode="batch_stats"`` (the paper's loss) the probe reuses the
+    step's own gradient (``fuse=True``: K + 1 gradients per probed step including the step itself,
+    plus one for the rounding floor); in ``"running_average"`` mode it computes its own.
+
+    Example:
+        >>> hook = StepProbeHook(step_sizes=probes.lr_multiples(0.1), schedule=Schedule(every=20))
+        >>> train(config, "runs/x", hooks=[hook])   # a config without its own probe schedule
+    """
+
+    def __init__(self, *, step_sizes: Sequence[float] | np.ndarray, schedule: Schedule = Schedule(),
+                 mode: str = "batch_stats", strategy: str = "auto", tag: str = "",
+                 name: str = "probes", fuse: bool = True,
+                 floor_factor: float = probes.DEFAULT_FLOOR_FACTOR):
+        self.step_sizes = np.asarray(step_sizes, dtype=np.float64)  # cast to θ's dtype in the probe
+        if self.step_sizes.ndim != 1 or self.step_sizes.size == 0:
+            raise ValueError("step_sizes must be a non-empty 1-D sequence")
+        bridge.check_mode(mode)
+        self.name, self.schedule, self.mode, self.tag = name, schedule, mode, tag
+        self.fuse = fuse and mode == "batch_stats"
+        self.strategy, self.floor_factor = strategy, floor_factor
+
+    def setup(self, run: RunContext) -> None:
+        self.loss_fn = run.loss_fn(self.mode)
+        self._probe = functools.partial(
+            probes._step._step_probe_impl, self.loss_fn,
+            probes._step._resolve_strategy(self.strategy, None), None, float(self.floor_factor))
+
+    def measure(self, carry, inputs: StepInputs):
+        fused = (inputs.loss, inputs.grad) if self.fuse else None
+        result = self._probe(inputs.params, inputs.batch, self.step_sizes, None, fused)
+        grad = inputs.grad if self.fuse else jax.grad(self.loss_fn)(inputs.params, inputs.batch)
+        per_leaf = jax.tree.map(lambda g: optax.tree.norm(g).astype(result.grad_norm.dtype), grad)
+        return (result, per_leaf), carry
+
+    def record(self, step: int, result) -> dict[str, Any]:
+        probe, per_leaf = result
+        rec = probe_record(step, probe, tag=self.tag)
+        rec["grad_norm_per_layer"] = probes.per_leaf_dict(per_leaf)
+        return rec
+
+
+# --------------------------------------------------------------------- host-side measurements
+
+
+class StepContext(NamedTuple):
+    """What a host-side :class:`Measurement` sees at step t, before update t.
+
+    ``params``/``state``/``opt_state`` are θ_t and its companions (pure pytrees), ``batch`` is step t's
+    own minibatch in :func:`landscape.bridge.make_batch` form, ``model`` the NNX model (structure
+    only: its values are not kept current during training), ``tx`` the optimizer.
+    """
+
+    step: int
+    params: Any
+    state: Any
+    opt_state: Any
+    batch: dict[str, Any]
+    model: nnx.Module
+    tx: optax.GradientTransformation
+    config: TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """A named host-side measurement: ``fn(ctx: StepContext) -> dict`` on a schedule.
+
+    Each result is appended to ``{name}.jsonl`` as ``{"step": t, **result}``. Prefer a
+    :class:`Hook` (pure, jitted, no host round-trip); this form suits NumPy post-processing.
+
+    Example:
+        >>> Measurement("grad_norm", lambda ctx: {"value": 1.0}, Schedule(every=10))
+    """
+
+    name: str
+    fn: Callable[[StepContext], Mapping[str, Any]]
+    schedule: Schedule = Schedule()
+
+
+class MeasurementHook(Hook):
+    """Runs a :class:`Measurement` as a hook (eagerly, on the host)."""
+
+    jit = False
+
+    def __init__(self, measurement: Measurement):
+        self.measurement = measurement
+        self.name, self.schedule = measurement.name, measurement.schedule
+
+    def setup(self, run: RunContext) -> None:
+        self.run = run
+
+    def measure(self, carry, inputs: StepInputs):
+        ctx = StepContext(int(inputs.step), inputs.params, inputs.model_state, inputs.opt_state,
+                          inputs.batch, self.run.model, self.run.tx, self.run.config)
+        return dict(self.measurement.fn(ctx)), carry
+
+    def record(self, step: int, result) -> dict[str, Any]:
+        return {"step": int(step), **result}
