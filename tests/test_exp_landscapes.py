@@ -17,7 +17,7 @@ from landscape.experiments import landscapes as L
 from landscape.models import build_model
 from landscape.plotting import is_blank
 from landscape.reproduce import EXPERIMENTS, run_experiment
-from landscape.train import StepContext, build_optimizer
+from landscape.train import StepContext
 
 # float32 throughout: the closed-form quantities are products of three 3×3 matrices with O(1)
 # entries, so float32 round-off is ~1e-6 relative; 1e-4 leaves a wide margin while every wrong

@@ -54,6 +54,17 @@ def test_deep_linear_is_linear():
     np.testing.assert_allclose(m(2 * x1 - x2), 2 * m(x1) - m(x2), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("norm", ["none", "weight", "rms", "batch"])
+def test_deep_linear_has_no_bias(norm):
+    """Regression: under weight/RMS normalization the DLN gained biases (and became affine)."""
+    m = DeepLinear(depth=4, dim=3, norm=norm, rngs=nnx.Rngs(0))
+    paths = ["/".join(map(str, p)) for p, _ in jax.tree_util.tree_leaves_with_path(
+        nnx.state(m, nnx.Param))]
+    assert not [p for p in paths if p.endswith("bias")], paths
+    if norm in ("none", "weight"):  # linear maps: f(0) = 0 exactly
+        np.testing.assert_array_equal(np.asarray(m(jnp.zeros((2, 3)))), 0.0)
+
+
 def test_build_model_errors():
     with pytest.raises(ValueError, match="unknown model"):
         build_model("resnet")

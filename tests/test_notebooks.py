@@ -1,6 +1,5 @@
 """The notebooks execute end to end (tiny settings through environment variables)."""
 
-import os
 from pathlib import Path
 
 import nbformat

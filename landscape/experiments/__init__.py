@@ -1,11 +1,43 @@
-"""Paper experiments beyond Figure 4; importing this package registers them with
-:data:`landscape.reproduce.EXPERIMENTS`."""
+"""The paper reproductions behind ``landscape reproduce NAME``, one module per figure.
 
-import importlib
+:data:`EXPERIMENTS` maps each NAME to its builder ``builder(preset="quick", **overrides) ->
+Experiment``; :func:`landscape.reproduce.run_experiment` trains and summarises it. The registry is
+explicit: nothing registers itself on import, and no experiment imports ``landscape.reproduce``.
 
-for _name in ("activations", "landscapes", "theorems"):
-    try:
-        importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as e:  # a module not written yet must not break the others
-        if e.name != f"{__name__}.{_name}":
-            raise
+======================  ==========================================================================
+``fig4``                :mod:`.fig4` — Santurkar Fig. 4, landscape probes, BN vs vanilla
+``fig1``, ``fig2``      :mod:`.activations` — Santurkar Fig. 1 and 2 (activation distributions)
+``ioffe-fig1``          :mod:`.activations` — Ioffe & Szegedy Fig. 1
+``fig3``                :mod:`.fig3` — internal covariate shift (Definition 2.1)
+``fig5``                :mod:`.fig5` — ℓp normalizations
+``dln``                 :mod:`.dln` — the deep linear network
+``compare``             :mod:`.compare` — every normalization × seeds
+``theory``              :mod:`.theorems` — Theorems 4.1/4.2 on a trained BN net
+======================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from landscape.experiments import activations, compare, dln, fig3, fig4, fig5, theorems
+from landscape.experiments.base import Experiment
+
+__all__ = ["EXPERIMENTS", "Experiment", "register_experiment"]
+
+EXPERIMENTS: dict[str, Callable[..., Experiment]] = {
+    "fig4": fig4.fig4_experiment,
+    "fig1": activations.fig1_experiment,
+    "fig2": activations.fig2_experiment,
+    "ioffe-fig1": activations.ioffe_fig1_experiment,
+    "fig3": fig3.fig3_experiment,
+    "fig5": fig5.fig5_experiment,
+    "dln": dln.dln_experiment,
+    "compare": compare.compare_experiment,
+    "theory": theorems.theory_experiment,
+}
+
+
+def register_experiment(name: str, builder: Callable[..., Experiment]) -> None:
+    """Make ``landscape reproduce NAME`` (and :func:`landscape.reproduce.replot`) run ``builder``."""
+    EXPERIMENTS[name] = builder

@@ -1,6 +1,6 @@
 """Activation figures: Santurkar et al. (2018) Fig. 1 and 2, Ioffe & Szegedy (2015) Fig. 1.
 
-Three experiments, registered with :func:`landscape.reproduce.register_experiment`:
+Three experiments (listed in :data:`landscape.experiments.EXPERIMENTS`):
 
 - ``fig1`` (:func:`fig1_experiment`) — S Fig. 1: the same VGG with BatchNorm and without, at
   learning rates 0.1 and 0.5 (4 runs): training curves and the distribution of one layer's
@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,8 +41,9 @@ import numpy as np
 
 from landscape import bridge
 from landscape.config import ConfigError, TrainConfig
-from landscape.reproduce import Experiment, preset_config, register_experiment
-from landscape.train import Measurement, ProbeSchedule, StepContext
+from landscape.engine.hooks import Measurement, ProbeSchedule, StepContext
+from landscape.experiments.base import Experiment, preset_config, tail_mean
+from landscape.probes import activation_statistics
 
 __all__ = [
     "ACTIVATIONS_MEASUREMENT",
@@ -62,16 +62,8 @@ ACTIVATIONS_MEASUREMENT = "activations"
 # ------------------------------------------------------------------------------- measurement
 
 
-@functools.lru_cache(maxsize=32)
-def _block_output_fn(graphdef: Any, block: str):
-    @jax.jit
-    def fn(params, state, x, rng):
-        model = bridge.merge(graphdef, params, state)  # a copy: its running-stat update is dropped
-        collect: dict[str, Any] = {}
-        model(x, use_running_average=False, rng=rng, collect=collect)
-        return collect[block]
-
-    return fn
+_block_output_fn = bridge.make_block_output_fn  # the forward tap lives in the bridge
+_statistics = jax.jit(activation_statistics, static_argnames="unit")
 
 
 def _resolve_block(model: Any, layer: int) -> str:
@@ -150,35 +142,26 @@ def activation_measurement(*, layer: int = 2, unit: int | None = None, num_sampl
             graphdefs.clear()
             graphdefs[key] = (bridge.split(ctx.model)[0], _resolve_block(ctx.model, int(layer)))
         graphdef, block = graphdefs[key]
-        act = np.asarray(_block_output_fn(graphdef, block)(
-            ctx.params, ctx.state, ctx.batch["x"], ctx.batch.get("rng")))
-        if unit is not None:
-            if unit >= act.shape[-1]:
-                raise ConfigError(f"unit={unit} is out of range: {block} has {act.shape[-1]} units")
-            act = act[..., unit]
-        values = act.reshape(-1).astype(np.float64)
-        p15, p50, p85 = np.percentile(values, [15, 50, 85])
-        row: dict[str, Any] = {"block": block, "unit": unit, "count": int(values.size),
-                               "p15": float(p15), "p50": float(p50), "p85": float(p85),
-                               "mean": float(np.mean(values)), "std": float(np.std(values))}
+        act = _block_output_fn(graphdef, block)(
+            ctx.params, ctx.state, ctx.batch["x"], ctx.batch.get("rng"))
+        if unit is not None and unit >= act.shape[-1]:
+            raise ConfigError(f"unit={unit} is out of range: {block} has {act.shape[-1]} units")
+        stats = _statistics(act, unit=unit)  # on the device: only five numbers come back
+        count = act.size // (act.shape[-1] if unit is not None else 1)
+        row: dict[str, Any] = {"block": block, "unit": unit, "count": int(count),
+                               **{k: float(v) for k, v in stats._asdict().items()}}
         if ctx.step in sample_steps:
+            values = np.asarray(act if unit is None else act[..., unit]).reshape(-1)
             rng = np.random.default_rng([int(seed), int(ctx.step)])
             k = min(int(num_samples), values.size)
             picked = values[np.sort(rng.choice(values.size, size=k, replace=False))]
-            row["samples"] = [float(f"{v:.5g}") for v in picked]
+            row["samples"] = [float(f"{v:.5g}") for v in picked.astype(np.float64)]
         return row
 
     return Measurement(name, measure, ProbeSchedule(int(every), tuple(sorted(sample_steps))))
 
 
 # ------------------------------------------------------------------------------ run summaries
-
-
-def _tail_mean(values: Sequence[float]) -> float:
-    if not values:
-        return math.nan
-    tail = np.asarray(values[-max(1, len(values) // 10):], dtype=float)
-    return float(np.mean(tail)) if np.all(np.isfinite(tail)) else math.nan
 
 
 def activation_series(run: Mapping[str, Any],
@@ -233,8 +216,8 @@ def run_entry(run: Mapping[str, Any], *, max_points: float = 2000) -> dict[str, 
               "test_accuracy": [float(r["test_accuracy"]) for r in eval_rows]}
     acts = activation_series(run)
     acts.pop("samples")
-    entry = {"train_loss": _tail_mean(curves["train_loss"]),
-             "train_accuracy": _tail_mean(curves["train_accuracy"]),
+    entry = {"train_loss": tail_mean(curves["train_loss"]),
+             "train_accuracy": tail_mean(curves["train_accuracy"]),
              "test_accuracy": curves["test_accuracy"][-1] if eval_rows else math.nan,
              "diverged_at_step": run.get("run", {}).get("diverged_at_step")}
     _thin(curves, ("steps", "train_loss", "train_accuracy"), max_points)
@@ -302,7 +285,11 @@ def _layer_words(entries: Mapping[str, Mapping[str, Any]]) -> str:
 def _finalize_distributions(out: Path, runs: Mapping[str, Mapping[str, Any]], *, name: str,
                             title: str, smooth: int) -> dict[str, Any]:
     """Summary and figures of ``fig1``/``fig2``: training curves above, ridge histograms below."""
-    from landscape.plotting import plot_activation_histograms, plot_training, save_figure
+    from landscape.plotting import (
+        plot_activation_histograms,
+        plot_training,
+        save_figure,
+    )
 
     models = {label: run_entry(run) for label, run in runs.items()}
     full = {label: run_entry(run, max_points=math.inf) for label, run in runs.items()}
@@ -415,8 +402,8 @@ def fig1_experiment(preset: str = "quick", *, layer: int = 2, unit: int | None =
 
     Presets: "quick" — the quick preset's VGG (vgg5: 4 conv layers) at width 0.125 on the offline
     MNIST subset, batch 64, 400 steps, evaluation every 20 steps (~1¾ min on a busy 2-core CPU);
-    "paper" — App. A.1 (CIFAR-10, VGG-11 at full width, batch 128, 15 000 steps; the paper's net
-    is deeper, pass ``model="vgg16"`` and ``layer=10`` for its layer #11). ``overrides`` are
+    "paper" — App. A.1 (CIFAR-10, the paper preset's full-width VGG-16 — 13 conv layers, as the
+    paper's figures cite layer #13 — batch 128, 15 000 steps; ``layer=10`` for its layer #11). ``overrides`` are
     :class:`TrainConfig` fields and win.
 
     Example:
@@ -528,7 +515,11 @@ def ioffe_fig1_experiment(preset: str = "quick", *, layer: int = -1, unit: int =
         return [activation_measurement(layer=layer, unit=unit, every=every, seed=cfg.seed)]
 
     def finalize(out: Path, r: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        from landscape.plotting import plot_activation_percentiles, plot_training, save_figure
+        from landscape.plotting import (
+            plot_activation_percentiles,
+            plot_training,
+            save_figure,
+        )
 
         models = {label: run_entry(run) for label, run in r.items()}
         full = {label: run_entry(run, max_points=math.inf) for label, run in r.items()}
@@ -550,8 +541,3 @@ def ioffe_fig1_experiment(preset: str = "quick", *, layer: int = -1, unit: int =
     return Experiment("ioffe-fig1", runs, finalize, measurements=measurements,
                       options={"preset": preset, "layer": layer, "unit": unit,
                                "measure_every": every, "smooth": sm, **overrides})
-
-
-register_experiment("fig1", fig1_experiment)
-register_experiment("fig2", fig2_experiment)
-register_experiment("ioffe-fig1", ioffe_fig1_experiment)

@@ -16,9 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-from landscape.reproduce import Experiment, preset_config, register_experiment
+from landscape.experiments.base import Experiment, final_train_loss, preset_config
 
 __all__ = ["theory_experiment"]
 
@@ -61,8 +60,7 @@ def _finalize(out: Path, runs: dict[str, dict[str, Any]], *, units: int) -> dict
 
     plot_theorem_4_1({name: {"lhs": c.lhs, "rhs": c.rhs, "rhs_printed": c.rhs_printed, "m": c.m}
                       for name, c in checks.items()}, path=out / "theory")
-    return {"models": {"batchnorm": {"train_loss": float(np.mean([r["loss"] for r in run["train"][-10:]]))
-                                     if run["train"] else float("nan"),
+    return {"models": {"batchnorm": {"train_loss": final_train_loss(run),
                                      "test_accuracy": run["eval"][-1]["test_accuracy"] if run["eval"] else None,
                                      "diverged_at_step": run["run"].get("diverged_at_step")}},
             "theory": rows, "step": step}
@@ -74,6 +72,3 @@ def theory_experiment(preset: str = "quick", *, units: int = 8, **overrides: Any
     runs = {"batchnorm": base.replace(norm="batch", tag="batchnorm")}
     return Experiment("theory", runs, lambda out, r: _finalize(out, r, units=units),
                       options={"preset": preset, "units": units, **overrides})
-
-
-register_experiment("theory", theory_experiment)

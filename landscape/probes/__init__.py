@@ -8,10 +8,13 @@ Along the gradient (Santurkar et al. 2018, Figure 4) — :mod:`landscape.probes.
     :func:`noise_floor`, :func:`summarize`.
 Internal covariate shift (Definition 2.1) — :mod:`landscape.probes._ics`:
     :func:`internal_covariate_shift`.
+Activation statistics (Fig. 1/2, Ioffe Fig. 1) — :mod:`landscape.probes._activations`:
+    :func:`activation_statistics`.
 Parameter paths and masks — :mod:`landscape.probes._paths`:
     :func:`param_paths`, :func:`param_mask`, :func:`block_masks`, :func:`per_leaf_dict`.
 """
 
+from landscape.probes._activations import ActivationStats, activation_statistics
 from landscape.probes._ics import ICS, internal_covariate_shift
 from landscape.probes._paths import block_masks, param_mask, param_paths, path_str, per_leaf_dict
 from landscape.probes._step import (
@@ -28,6 +31,8 @@ from landscape.probes._step import (
 )
 
 __all__ = [
+    "ActivationStats",
+    "activation_statistics",
     "DEFAULT_FLOOR_FACTOR",
     "ICS",
     "STRATEGIES",

@@ -1,0 +1,224 @@
+"""``landscape compare``: every normalization × matched seeds, mean and spread of each probe quantity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from landscape.config import ConfigError, TrainConfig
+from landscape.experiments.fig4 import fig4_summary
+from landscape.experiments.base import (Experiment, describe, layered_preset, median)
+
+__all__ = ['COMPARE_METRICS', 'COMPARE_NORMS', 'COMPARE_QUICK', 'aggregate_over_seeds', 'compare_experiment']
+
+PyTree = Any
+
+
+
+#: Every normalization the CLI compares by default.
+COMPARE_NORMS: tuple[str, ...] = ("none", "batch", "layer", "group", "rms", "weight", "lp1", "lp2",
+                                  "lpinf")
+#: The per-step quantities aggregated over seeds (one figure each: ``compare_<metric>.png``).
+COMPARE_METRICS: tuple[str, ...] = ("effective_beta", "grad_change_max", "loss_range", "grad_norm",
+                                    "train_loss")
+#: Compare quick defaults on top of ``PRESETS["quick"]``: its VGG at width 0.125, 100 steps,
+#: probes every 10 steps at 4 step sizes. 9 norms × 3 seeds take about 10 min on the shared
+#: 2-core CPU (612 s measured; ≈ 20 s per run, most of it compilation).
+COMPARE_QUICK: dict[str, dict[str, Any]] = {"quick": dict(width=0.125, steps=100, probe_every=10,
+                                                          num_step_sizes=4, eval_every=50,
+                                                          checkpoint_every=100)}
+
+
+def aggregate_over_seeds(per_seed: Mapping[Any, tuple[Sequence[float], Sequence[float]]]
+                         ) -> dict[str, Any]:
+    """Mean and spread over seeds of one per-step quantity, aligned on the union of steps.
+
+    Args:
+        per_seed: seed → ``(steps, values)`` (equal lengths; ``None`` counts as NaN).
+
+    Returns:
+        dict of lists over the sorted union of steps: ``steps``, ``mean`` (over the seeds with a
+        finite value at that step), ``std`` (sample standard deviation, ddof = 1; 0 with one
+        value), ``lo``/``hi`` (min/max over seeds — the band :func:`landscape.plotting.plot_compare`
+        draws), ``count`` (finite values per step); and ``n``, the number of seeds. Steps where
+        no seed is finite hold NaN.
+
+    Example:
+        >>> aggregate_over_seeds({0: ([0, 1], [1.0, 2.0]), 1: ([0, 1], [3.0, 4.0])})["mean"]
+        [2.0, 3.0]
+    """
+    steps = sorted({int(s) for st, _ in per_seed.values() for s in st})
+    index = {s: i for i, s in enumerate(steps)}
+    table = np.full((len(per_seed), len(steps)), np.nan)
+    for row, (st, vals) in enumerate(per_seed.values()):
+        if len(st) != len(vals):
+            raise ValueError(f"steps and values differ in length ({len(st)} vs {len(vals)})")
+        for s, v in zip(st, vals):
+            table[row, index[int(s)]] = math.nan if v is None else float(v)
+    ok = np.isfinite(table)
+    count = ok.sum(axis=0)
+    filled = np.where(ok, table, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, filled.sum(axis=0) / np.maximum(count, 1), np.nan)
+        sq = np.where(ok, (table - mean) ** 2, 0.0).sum(axis=0)
+        std = np.where(count > 1, np.sqrt(sq / np.maximum(count - 1, 1)),
+                       np.where(count == 1, 0.0, np.nan))
+    lo = np.where(count > 0, np.where(ok, table, np.inf).min(axis=0), np.nan)
+    hi = np.where(count > 0, np.where(ok, table, -np.inf).max(axis=0), np.nan)
+    return {"steps": steps, "mean": mean.tolist(), "std": std.tolist(), "lo": lo.tolist(),
+            "hi": hi.tolist(), "count": count.astype(int).tolist(), "n": len(per_seed)}
+
+
+def _mean_std(values: Sequence[float]) -> dict[str, Any]:
+    a = np.asarray([math.nan if v is None else float(v) for v in values], dtype=float)
+    f = a[np.isfinite(a)]
+    return {"mean": float(f.mean()) if f.size else math.nan,
+            "std": float(f.std(ddof=1)) if f.size > 1 else (0.0 if f.size else math.nan),
+            "values": a.tolist(), "finite": int(f.size)}
+
+
+def _run_metric(entry: Mapping[str, Any], run: Mapping[str, Any], metric: str
+                ) -> tuple[list[int], list[float]]:
+    if metric == "train_loss":
+        return [int(r["step"]) for r in run["train"]], [r["loss"] for r in run["train"]]
+    if metric == "loss_range":
+        return entry["steps"], np.subtract(entry["loss_max"], entry["loss_min"]).tolist()
+    return entry["steps"], entry[metric]
+
+
+def _smooth(values: Sequence[float], window: int) -> list[float]:
+    """NaN-aware trailing moving average over ``window`` points (NaN points stay NaN)."""
+    y = np.asarray(values, dtype=float)
+    ok = np.isfinite(y)
+    csum = np.concatenate([[0.0], np.cumsum(np.where(ok, y, 0.0))])
+    ccnt = np.concatenate([[0], np.cumsum(ok)])
+    idx = np.arange(1, y.size + 1)
+    lo = np.maximum(idx - window, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        avg = (csum[idx] - csum[lo]) / (ccnt[idx] - ccnt[lo])
+    return np.where(ok, avg, np.nan).tolist()
+
+
+def _legend_outside(fig: Any) -> None:
+    """Move a one-axis figure's legend to the right of the axis (nine norms cover the data)."""
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    if legend is None:
+        return
+    handles, labels = ax.get_legend_handles_labels()
+    legend.remove()
+    fig.set_size_inches(8.2, 4.8)
+    fig.legend(handles, labels, loc="outside right upper", frameon=False, fontsize=9)
+
+
+def _fmt(d: Mapping[str, Any]) -> str:
+    m, s = d["mean"], d["std"]
+    if not math.isfinite(m):
+        return "n/a"
+    return f"{m:.4g} ± {s:.2g}"
+
+
+def _compare_finalize(out: Path, runs: dict[str, dict[str, Any]], *,
+                      grid: Mapping[str, Mapping[int, str]], title: str) -> dict[str, Any]:
+    from landscape.plotting import plot_compare, save_figure
+
+    models = {label: fig4_summary(run) for label, run in runs.items()}
+    per_norm: dict[str, dict[str, Any]] = {}
+    table: dict[str, dict[str, Any]] = {}
+    figures = []
+    for norm, seeds in grid.items():
+        per_norm[norm] = {metric: aggregate_over_seeds(
+            {s: _run_metric(models[label], runs[label], metric) for s, label in seeds.items()})
+            for metric in COMPARE_METRICS}
+        entries = [models[label] for label in seeds.values()]
+        table[norm] = {
+            "seeds": sorted(seeds),
+            "final_train_loss": _mean_std([e["train_loss"] for e in entries]),
+            "test_accuracy": _mean_std([e["test_accuracy"] for e in entries]),
+            "median_effective_beta": _mean_std([median(e["effective_beta"]) for e in entries]),
+            "median_grad_change_max": _mean_std([median(e["grad_change_max"]) for e in entries]),
+            "diverged": sum(e["diverged_at_step"] is not None for e in entries),
+        }
+    names = {"effective_beta": "effective β-smoothness (max over η)",
+             "grad_change_max": "gradient predictiveness: max over η of ‖∇L(θ−ηg) − g‖₂",
+             "loss_range": "loss variation: max − min over η of L(θ−ηg)",
+             "grad_norm": "gradient norm ‖∇L(θ)‖₂", "train_loss": "train loss (minibatch)"}
+    longest = max((len(r["train"]) for r in runs.values()), default=0)
+    window = max(1, longest // 20)
+    for metric in COMPARE_METRICS:
+        data = {}
+        for norm in grid:
+            agg = dict(per_norm[norm][metric])
+            if metric == "train_loss" and window > 1:
+                agg = {**agg, **{k: _smooth(agg[k], window) for k in ("mean", "lo", "hi")}}
+            data[norm] = agg
+        diverged = {norm: min((models[l]["diverged_at_step"] for l in seeds.values()
+                               if models[l]["diverged_at_step"] is not None), default=None)
+                    for norm, seeds in grid.items()}
+        smoothed = metric == "train_loss" and window > 1
+        note = f"; moving average of {window} steps" if smoothed else ""
+        fig = plot_compare(data, names[metric], diverged=diverged,
+                           title=f"{names[metric]}\n{title}\n"
+                                 f"line: mean over seeds; band: min..max{note}")
+        _legend_outside(fig)
+        save_figure(fig, out / f"compare_{metric}")
+        figures.append(f"compare_{metric}")
+    lines = ["| norm | seeds | final train loss | test accuracy | median effective β "
+             "| median max ‖∇L(θ−ηg) − g‖₂ | diverged |",
+             "|---|---|---|---|---|---|---|"]
+    for norm, row in table.items():
+        lines.append(f"| {norm} | {len(row['seeds'])} | {_fmt(row['final_train_loss'])} | "
+                     f"{_fmt(row['test_accuracy'])} | {_fmt(row['median_effective_beta'])} | "
+                     f"{_fmt(row['median_grad_change_max'])} | {row['diverged']} |")
+    md = (f"# Normalization comparison\n\n{title}.\n\nEach cell: mean ± sample standard deviation "
+          "(ddof = 1) over seeds. Final train loss: mean minibatch loss over the last 10 % of "
+          "steps; test accuracy: last evaluation; median effective β and median max gradient "
+          "change: median over the probed steps of one run, then mean ± std over seeds.\n\n"
+          + "\n".join(lines) + "\n")
+    (out / "compare_table.md").write_text(md, encoding="utf-8")
+    return {"models": models, "per_norm": per_norm, "table": table, "figures": figures,
+            "spread": {"figures": "min..max over seeds (band) around the mean (line)",
+                       "table": "mean ± sample std (ddof=1) over seeds"},
+            "config": {label: run["config"] for label, run in runs.items()}}
+
+
+def compare_experiment(preset: str = "quick", *, norms: Sequence[str] = COMPARE_NORMS,
+                       seeds: int = 3, **overrides: Any) -> Experiment:
+    """Every normalization in ``norms`` × ``seeds`` matched seeds, aggregated per normalization.
+
+    Run ``f"{norm}/seed{s}"`` uses seed ``s`` = base seed + k (k < ``seeds``) for both the
+    initialisation and the data order, so seed s is the same across norms. ``finalize`` aggregates,
+    per norm over seeds (:func:`aggregate_over_seeds`), each probe quantity per probed step —
+    ``effective_beta``, ``grad_change_max``, ``loss_range`` (loss_max − loss_min), ``grad_norm`` —
+    and the per-step train loss; it writes ``compare_<metric>.png`` (mean line, min..max band;
+    the train loss is drawn as a moving average of steps/20 steps), ``compare_table.md`` and
+    ``summary["table"]``: per norm the final train loss, test accuracy, median effective β and
+    median max gradient change, each mean ± sample std over seeds.
+
+    Quick preset: ``PRESETS["quick"]`` with :data:`COMPARE_QUICK` (width 0.125, 100 steps, probes
+    every 10 steps at 4 step sizes): ≈ 20–25 s per run on the shared 2-core CPU, so the default 9
+    norms × 3 seeds take ≈ 10 min (612 s measured); two norms × two seeds ≈ 1.5 min.
+    """
+    norms = list(dict.fromkeys(str(n) for n in norms))
+    if not norms:
+        raise ConfigError("norms must name at least one normalization")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"seeds={seeds!r} must be an integer >= 1")
+    base = layered_preset(preset, COMPARE_QUICK, overrides)
+    runs: dict[str, TrainConfig] = {}
+    grid: dict[str, dict[int, str]] = {}
+    for norm in norms:
+        for k in range(seeds):
+            seed = base.seed + k
+            label = f"{norm}/seed{seed}"
+            runs[label] = base.replace(norm=norm, seed=seed, tag=label)
+            grid.setdefault(norm, {})[seed] = label
+    title = f"{describe(base)}, {seeds} seed{'s' if seeds > 1 else ''}"
+    return Experiment("compare", runs,
+                      lambda out, r: _compare_finalize(out, r, grid=grid, title=title),
+                      options={"preset": preset, "norms": norms, "seeds": seeds, **overrides})
