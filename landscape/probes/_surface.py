@@ -67,10 +67,14 @@ LossFn = Callable[[PyTree, PyTree], jax.Array]
 #: Accepted values of ``norm`` in :func:`random_direction` (``None`` means ``"none"``).
 DIRECTION_NORMS = ("filter", "layer", "none")
 
-#: Grid points evaluated per compiled chunk when ``chunk_size`` is None, per resolved strategy.
-#: CPU ("unroll"): measured on a narrow VGG-11, batch 128 (benchmarks/bench_surface.py): chunks of
-#: 4 were within noise of 8 and 16 and compile faster. GPU ("vmap"): 64 points at once.
-_DEFAULT_CHUNK = {"unroll": 4, "vmap": 64, "map": 64}
+#: Grid points per compiled chunk when ``chunk_size`` is None, per backend and resolved strategy.
+#: Measured on this project's 2-core CPUs (benchmarks/bench_surface.py, narrow VGG-11 with BN,
+#: batch 128, per-point time ÷ one jitted loss): vmap 2–4 ≈ 0.64–0.74, unroll 1 ≈ 0.86–0.93,
+#: unroll 4–8 ≈ 0.87–1.0, vmap 16 ≈ 0.93–1.43 (noisy, shared machine). Accelerators: 64 at once.
+_DEFAULT_CHUNK = {
+    "cpu": {"vmap": 4, "unroll": 1, "map": 4},
+    "other": {"vmap": 64, "unroll": 8, "map": 64},
+}
 
 #: Relative guard against dividing by a zero filter of the direction (Li et al. use 1e-10).
 _EPS = 1e-10
@@ -116,11 +120,26 @@ def _is_float(leaf) -> bool:
     return jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
 
 
+def _draw_dtype(leaf) -> jnp.dtype:
+    # Drawn in float32 at least (float16 normals are coarse), returned in the leaf's dtype.
+    return jnp.promote_types(jnp.result_type(leaf), jnp.float32)
+
+
+def _is_drawn(leaf) -> bool:
+    return _is_float(leaf) and jnp.ndim(leaf) >= 2
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _standard_normal(key, size: int, dtype):
+    """One flat N(0, 1) draw for all kernels: one threefry instance, compiled once per size."""
+    return jax.random.normal(key, (size,), dtype)
+
+
 @functools.partial(jax.jit, static_argnames=("norm", "ignore_1d"))
-def _random_direction_jit(key, params, *, norm: str, ignore_1d: bool):
+def _normalize_direction(flat, params, *, norm: str, ignore_1d: bool):
     leaves, treedef = jax.tree.flatten(params)
-    out = []
-    for index, p in enumerate(leaves):
+    out, start = [], 0
+    for p in leaves:
         p = jnp.asarray(p)
         if not _is_float(p):
             out.append(jnp.zeros_like(p))
@@ -128,17 +147,17 @@ def _random_direction_jit(key, params, *, norm: str, ignore_1d: bool):
         if p.ndim <= 1:
             out.append(jnp.zeros_like(p) if ignore_1d else p)
             continue
-        # Drawn in float32 at least (float16 normals are coarse), returned in the leaf's dtype.
-        draw_dtype = jnp.promote_types(p.dtype, jnp.float32)
-        d = jax.random.normal(jax.random.fold_in(key, index), p.shape, draw_dtype)
+        dtype = _draw_dtype(p)
+        d = flat[start:start + p.size].reshape(p.shape).astype(dtype)
+        start += p.size
         if norm == "filter":
             # Flax kernels: output filters/units on the LAST axis (HWIO conv, (in, out) dense).
             axes = tuple(range(p.ndim - 1))
-            p_norm = jnp.sqrt(jnp.sum(jnp.square(p.astype(draw_dtype)), axis=axes, keepdims=True))
+            p_norm = jnp.sqrt(jnp.sum(jnp.square(p.astype(dtype)), axis=axes, keepdims=True))
             d_norm = jnp.sqrt(jnp.sum(jnp.square(d), axis=axes, keepdims=True))
             d = d * (p_norm / (d_norm + _EPS))
         elif norm == "layer":
-            d = d * (jnp.linalg.norm(p.astype(draw_dtype)) / (jnp.linalg.norm(d) + _EPS))
+            d = d * (jnp.linalg.norm(p.astype(dtype)) / (jnp.linalg.norm(d) + _EPS))
         out.append(d.astype(p.dtype))
     return jax.tree.unflatten(treedef, out)
 
@@ -162,8 +181,11 @@ def random_direction(key: jax.Array, params: PyTree, *, norm: str | None = "filt
     ``ignore_1d`` (Li et al.'s ``--xignore biasbn``) or copied from θ otherwise (their default
     ``d.copy_(w)``), whatever ``norm`` is. Non-floating leaves get zeros.
 
-    Each leaf draws from ``jax.random.fold_in(key, leaf_index)``, so a leaf's entries do not
-    depend on the other leaves' shapes. Jitted internally.
+    The entries of all drawn leaves come from ONE ``jax.random.normal(key, (total,))`` call (in
+    the widest float dtype of those leaves, at least float32), split in leaf order: one PRNG
+    instance compiles in well under a second, one per leaf took ~0.6 s each on CPU. So a leaf's
+    entries depend on the key and on the sizes of the kernels before it. Jitted internally
+    (compiled once per parameter structure and ``norm``/``ignore_1d``).
 
     Args:
       key: a JAX PRNG key.
@@ -194,7 +216,11 @@ def random_direction(key: jax.Array, params: PyTree, *, norm: str | None = "filt
             f"norm must be one of {', '.join(repr(n) for n in DIRECTION_NORMS)} or None; "
             f"got {norm!r}."
         )
-    return _random_direction_jit(key, params, norm=norm, ignore_1d=bool(ignore_1d))
+    drawn = [leaf for leaf in jax.tree.leaves(params) if _is_drawn(leaf)]
+    total = sum(int(np.size(leaf)) for leaf in drawn)
+    dtype = jnp.result_type(*[_draw_dtype(leaf) for leaf in drawn]) if drawn else jnp.float32
+    flat = _standard_normal(key, total, jnp.dtype(dtype)) if total else jnp.zeros((0,), dtype)
+    return _normalize_direction(flat, params, norm=norm, ignore_1d=bool(ignore_1d))
 
 
 def interpolation_direction(params_from: PyTree, params_to: PyTree) -> PyTree:
@@ -348,8 +374,8 @@ def pca_directions(trajectory: Sequence[PyTree] | PyTree, final: PyTree, *, num:
 def resolve_surface_strategy(strategy: str, chunk_size: int | None = None) -> str:
     """Validates ``strategy``/``chunk_size`` of :func:`loss_surface`; maps ``"auto"`` by backend.
 
-    ``"auto"`` → ``"unroll"`` on CPU (measured fastest: see :func:`loss_surface`) and ``"vmap"``
-    on GPU/TPU. Unlike :func:`landscape.probes.step_probe`, a chunk size is accepted by every
+    ``"auto"`` → ``"vmap"`` on every backend (on CPU with small chunks; measured fastest there,
+    see :func:`loss_surface`). Unlike :func:`landscape.probes.step_probe`, a chunk size is accepted by every
     strategy: here it is the number of grid points per compiled chunk.
     """
     if strategy not in STRATEGIES:
@@ -360,13 +386,17 @@ def resolve_surface_strategy(strategy: str, chunk_size: int | None = None) -> st
                                    or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None; got {chunk_size!r}.")
     if strategy == "auto":
-        return "unroll" if jax.default_backend() == "cpu" else "vmap"
+        return "vmap"
     return strategy
 
 
 def default_chunk_size(strategy: str, num_points: int) -> int:
-    """Points per chunk when ``chunk_size`` is None: min(num_points, per-strategy default)."""
-    return max(1, min(int(num_points), _DEFAULT_CHUNK[resolve_surface_strategy(strategy)]))
+    """Points per chunk when ``chunk_size`` is None: min(num_points, the backend's default).
+
+    CPU: 4 for ``"vmap"``/``"map"``, 1 for ``"unroll"``; GPU/TPU: 64 (8 for ``"unroll"``).
+    """
+    table = _DEFAULT_CHUNK["cpu" if jax.default_backend() == "cpu" else "other"]
+    return max(1, min(int(num_points), table[resolve_surface_strategy(strategy)]))
 
 
 def _moved(params: PyTree, directions: tuple[PyTree, ...], offset: jax.Array) -> PyTree:
@@ -431,13 +461,14 @@ def loss_surface(loss_fn: LossFn, params: PyTree, batch: PyTree,
     recompile. Must be called outside ``jax.jit`` (the loop is on the host).
 
     Strategies (how the C points of a chunk are laid out in the compiled function):
-    ``"unroll"`` — C loss calls written out (default on CPU: convolutions inside XLA:CPU while
-    loops run ~10× slower, and a vmap over weights turns convolutions into slower batched ones;
-    numbers in ``benchmarks/bench_surface.py``); ``"vmap"`` — ``jax.vmap`` over the C points
-    (default on GPU/TPU; C× the activation memory of one evaluation); ``"map"`` —
-    ``jax.lax.map`` over the C points (one at a time, lowest memory, slow on CPU); ``"auto"``.
-    ``chunk_size`` defaults to min(N, 4) for ``"unroll"`` and min(N, 64) otherwise; it bounds how
-    many points are evaluated at once (memory) and, for ``"unroll"``, the compile time (∝ C).
+    ``"vmap"`` — ``jax.vmap`` over the C points (C× the activation memory of one evaluation);
+    ``"unroll"`` — C loss calls written out (compile time ∝ C); ``"map"`` — ``jax.lax.map`` over
+    the C points (one at a time inside the chunk; convolutions inside XLA:CPU loops run ~10×
+    slower); ``"auto"`` = ``"vmap"``. Measured on a narrow VGG-11 with BN on this project's 2-core
+    CPUs (``benchmarks/bench_surface.py``; time per point ÷ one jitted loss): vmap with C = 2–4
+    ≈ 0.64–0.74, unroll C = 1 (a host loop of one jitted loss) ≈ 0.86–0.93, unroll C = 4–8
+    ≈ 0.87–1.0, vmap C = 16 ≈ 0.93–1.43. ``chunk_size`` defaults to min(N, 4) on CPU (1 for
+    ``"unroll"``) and min(N, 64) on GPU/TPU (8 for ``"unroll"``).
 
     BatchNorm: the slice is of whatever function ``loss_fn`` computes — batch statistics or
     running averages (:func:`landscape.bridge.make_loss_fn`'s ``mode``). Record the mode with the
