@@ -143,15 +143,16 @@ def test_no_recompile_on_new_values(quad, strategy):
                      chunk_size=3)
     assert _traces["n"] == before, "second call with new values re-traced the chunk function"
     assert_close(s.loss, _quad_expected(p2, _quad_batch(3), (e1, e2), new_coords), rtol=1e-12)
-    # A grid with a different number of points reuses the same compiled chunk (same chunk size).
-    loss_surface(counting_loss, p2, batch, (e1,), (np.linspace(-1, 1, 7),), strategy=strategy,
-                 chunk_size=3)
-    loss_surface(counting_loss, p2, batch, (e2,), (np.linspace(-1, 1, 11),), strategy=strategy,
+    # Grids with other numbers of points reuse the same compiled chunk (same chunk size): the
+    # last chunk is padded, never compiled at its own size (N = 9 fills its chunks exactly).
+    loss_surface(counting_loss, p2, batch, (e1,), (np.linspace(-1, 1, 9),), strategy=strategy,
                  chunk_size=3)
     after_1d = _traces["n"]
-    loss_surface(counting_loss, params, batch, (e1,), (np.linspace(0, 2, 13),), strategy=strategy,
-                 chunk_size=3)
-    assert _traces["n"] == after_1d
+    for n in (7, 11, 13):
+        s1 = loss_surface(counting_loss, params, batch, (e2,), (np.linspace(0, 2, n),),
+                          strategy=strategy, chunk_size=3)
+        assert s1.loss.shape == (n,)
+    assert _traces["n"] == after_1d, "a grid of another size compiled a new chunk function"
 
 
 def test_bad_arguments(quad):
@@ -335,23 +336,31 @@ def test_pca_rejects_degenerate_trajectory():
 
 
 def test_bridge_model_surface_matches_direct_evaluation():
+    # float32 as in real use (the normalization layers warn about float64 scatters under x64).
+    with jax.enable_x64(False):
+        _bridge_model_check()
+
+
+def _bridge_model_check():
     from landscape import build_model, make_batch, make_loss_fn, split
 
     model = build_model("mlp", input_shape=(4, 4, 1), width=0.05, norm="batch")
     _, params, state = split(model)
     rng = np.random.default_rng(0)
     batch = make_batch(jnp.asarray(rng.normal(size=(8, 4, 4, 1)), jnp.float32),
-                       jnp.asarray(rng.integers(0, 10, size=8)), state)
+                       jnp.asarray(rng.integers(0, 10, size=8), jnp.int32), state)
     loss_fn = make_loss_fn(model, mode="batch_stats")
     d1 = random_direction(jax.random.key(0), params)
     d2 = random_direction(jax.random.key(1), params)
-    a, b = np.array([-0.5, 0.5]), np.array([0.0, 1.0, -1.0])
+    a = np.array([-0.5, 0.5], np.float32)
+    b = np.array([0.0, 1.0, -1.0], np.float32)
     s = loss_surface(loss_fn, params, batch, (d1, d2), (a, b))
     assert s.loss.shape == (2, 3) and s.loss.dtype == jnp.float32
     moved = jax.tree.map(lambda p, x, y: p + a[1] * x + b[2] * y, params, d1, d2)
     assert_close(s.loss[1, 2], jax.jit(loss_fn)(moved, batch), rtol=1e-5)
     assert_close(s.loss[0, 0], jax.jit(loss_fn)(
         jax.tree.map(lambda p, x: p + a[0] * x, params, d1), batch), rtol=1e-5)
+    assert not np.allclose(s.loss[0, 0], s.loss[1, 2], rtol=1e-3)   # the grid is not flat
 
 
 # ----------------------------------------------------------------------------------------------
