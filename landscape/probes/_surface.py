@@ -539,7 +539,8 @@ def loss_surface(loss_fn: LossFn, params: PyTree, batch: PyTree,
     pad = num_chunks * size - num_points
     if pad:
         offsets = np.concatenate([offsets, np.repeat(offsets[-1:], pad, axis=0)])
-    offsets = jnp.asarray(offsets, dtype)  # one transfer; chunks are sliced on device
+    # Sliced on the host: a device-side slice per chunk would compile one tiny op per start index.
+    offsets = offsets.astype(np.dtype(dtype))
 
     losses, metrics = [], []
     for c in range(num_chunks):
