@@ -48,6 +48,38 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
+def _compare_strategies(name, setup, methods, args):
+    loss_fn, params, batch, dirs = setup
+    n = sum(int(np.size(x)) for x in jax.tree.leaves(params))
+    bsz = int(batch["x"].shape[0])
+    print(f"part 1 [{name}]: width 0.25, BN batch_stats, batch {bsz}, {n} params, "
+          f"grid {args.grid}x{args.grid}")
+    one = jax.jit(loss_fn)
+    t_compile_one = _timed(lambda: one(params, batch))
+    grid = jnp.linspace(-1.0, 1.0, args.grid)
+    compile_s = {}
+    for strategy, chunk in methods:  # first calls: compile (+ one grid)
+        compile_s[(strategy, chunk)] = _timed(lambda: probes.loss_surface(
+            loss_fn, params, batch, dirs, (grid, grid), strategy=strategy, chunk_size=chunk).loss)
+    t_loss, per_point = [], {m: [] for m in methods}
+    for _ in range(args.reps):
+        for strategy, chunk in methods:  # t_loss measured between methods: same load
+            t_loss.append(statistics.median(_timed(lambda: one(params, batch)) for _ in range(3)))
+            t = _timed(lambda: probes.loss_surface(
+                loss_fn, params, batch, dirs, (grid, grid), strategy=strategy,
+                chunk_size=chunk).loss)
+            per_point[(strategy, chunk)].append(t / grid.size ** 2)
+    t_one = statistics.median(t_loss)
+    print(f"[{name}] t_loss (one jitted loss, median) = {t_one * 1e3:.1f} ms; its compile+first "
+          f"call {t_compile_one:.2f} s")
+    print(f"{'model':>6} {'strategy':>9} {'chunk':>5} {'ms/point':>9} {'ratio':>6} "
+          f"{'first call s':>13}")
+    for m in methods:
+        t = statistics.median(per_point[m])
+        print(f"{name:>6} {m[0]:>9} {m[1]:>5} {t * 1e3:9.1f} {t / t_one:6.2f} "
+              f"{compile_s[m]:13.2f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch", type=int, default=128, help="batch size for the VGG-11 part")
@@ -60,38 +92,19 @@ def main(argv=None):
     ap.add_argument("--direct-limit", type=float, default=180.0,
                     help="time the 51×51 grid directly when the 11×11 estimate is below this (s)")
     ap.add_argument("--skip-part2", action="store_true")
+    ap.add_argument("--models", default="vgg11,vgg5", help="models for the strategy comparison")
     args = ap.parse_args(argv)
 
     print(f"backend {jax.default_backend()}, devices {jax.devices()}")
-    # ---------------------------------------------------------------- part 1: narrow VGG-11
-    ds = data.make_synthetic(num_train=max(512, args.batch), input_shape=(32, 32, 3))
-    loss_fn, params, batch, dirs = _setup("vgg11", (32, 32, 3), ds, args.batch)
-    n = sum(int(np.size(x)) for x in jax.tree.leaves(params))
-    print(f"part 1: vgg11 width 0.25, BN batch_stats, batch {args.batch}, {n} params, "
-          f"grid {args.grid}x{args.grid}")
-    one = jax.jit(loss_fn)
-    t_compile_one = _timed(lambda: one(params, batch))
-    grid = jnp.linspace(-1.0, 1.0, args.grid)
     methods = [(m.split(":")[0], int(m.split(":")[1])) for m in args.methods.split(",") if m]
-    compile_s = {}
-    for strategy, chunk in methods:  # first calls: compile (+ one grid)
-        compile_s[(strategy, chunk)] = _timed(lambda: probes.loss_surface(
-            loss_fn, params, batch, dirs, (grid, grid), strategy=strategy, chunk_size=chunk).loss)
-    t_loss, per_point = [], {m: [] for m in methods}
-    for _ in range(args.reps):
-        t_loss.append(statistics.median(_timed(lambda: one(params, batch)) for _ in range(3)))
-        for strategy, chunk in methods:
-            t = _timed(lambda: probes.loss_surface(
-                loss_fn, params, batch, dirs, (grid, grid), strategy=strategy,
-                chunk_size=chunk).loss)
-            per_point[(strategy, chunk)].append(t / grid.size ** 2)
-    t_one = statistics.median(t_loss)
-    print(f"t_loss (one jitted loss, median) = {t_one * 1e3:.1f} ms; its compile+first call "
-          f"{t_compile_one:.2f} s")
-    print(f"{'strategy':>9} {'chunk':>5} {'ms/point':>9} {'ratio':>6} {'first call s':>13}")
-    for m in methods:
-        t = statistics.median(per_point[m])
-        print(f"{m[0]:>9} {m[1]:>5} {t * 1e3:9.1f} {t / t_one:6.2f} {compile_s[m]:13.2f}")
+    # ---------------------------------------------------------------- part 1: strategies
+    setups = {
+        "vgg11": lambda: _setup("vgg11", (32, 32, 3), data.make_synthetic(
+            num_train=max(512, args.batch), input_shape=(32, 32, 3)), args.batch),
+        "vgg5": lambda: _setup("vgg5", (28, 28, 1), data.load_dataset("mnist5k"), args.batch2),
+    }
+    for name in args.models.split(","):
+        _compare_strategies(name, setups[name](), methods, args)
     auto = probes.resolve_surface_strategy("auto")
     print(f"auto resolves to {auto!r} with default chunk "
           f"{probes.default_chunk_size('auto', 2601)} on this backend")

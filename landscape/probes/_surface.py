@@ -68,11 +68,17 @@ LossFn = Callable[[PyTree, PyTree], jax.Array]
 DIRECTION_NORMS = ("filter", "layer", "none")
 
 #: Grid points per compiled chunk when ``chunk_size`` is None, per backend and resolved strategy.
-#: Measured on this project's 2-core CPUs (benchmarks/bench_surface.py, narrow VGG-11 with BN,
-#: batch 128, per-point time ÷ one jitted loss): vmap 2–4 ≈ 0.64–0.74, unroll 1 ≈ 0.86–0.93,
-#: unroll 4–8 ≈ 0.87–1.0, vmap 16 ≈ 0.93–1.43 (noisy, shared machine). Accelerators: 64 at once.
+#: Measured on this project's shared 2-core CPUs (benchmarks/bench_surface.py, BN batch stats,
+#: batch 128; time per point ÷ one jitted loss; noisy, load 5–8 on 2 cores):
+#:   narrow VGG-11 (32×32×3): unroll 1 0.95, unroll 4 1.03, unroll 8 1.06,
+#:                            vmap 2 0.72, vmap 4 0.77, vmap 8 0.95, vmap 16 1.30;
+#:   vgg5 width 0.25 (28×28×1): unroll 1 1.21, unroll 4 1.39, vmap 1 0.92,
+#:                              vmap 2 1.54, vmap 4 2.06, vmap 8 2.45.
+#: vmap's gain on CPU is model-dependent (a win on VGG-11, a loss on vgg5), so "auto" on CPU is a
+#: host loop of one jitted single-point loss (unroll, 1 point per chunk): ≈ 1.0 on both.
+#: Accelerators: vmap, 64 points at once.
 _DEFAULT_CHUNK = {
-    "cpu": {"vmap": 4, "unroll": 1, "map": 4},
+    "cpu": {"vmap": 2, "unroll": 1, "map": 4},
     "other": {"vmap": 64, "unroll": 8, "map": 64},
 }
 
@@ -374,8 +380,8 @@ def pca_directions(trajectory: Sequence[PyTree] | PyTree, final: PyTree, *, num:
 def resolve_surface_strategy(strategy: str, chunk_size: int | None = None) -> str:
     """Validates ``strategy``/``chunk_size`` of :func:`loss_surface`; maps ``"auto"`` by backend.
 
-    ``"auto"`` → ``"vmap"`` on every backend (on CPU with small chunks; measured fastest there,
-    see :func:`loss_surface`). Unlike :func:`landscape.probes.step_probe`, a chunk size is accepted by every
+    ``"auto"`` → ``"unroll"`` on CPU (with 1 point per chunk by default: a host loop of one jitted
+    loss; see :func:`loss_surface` for the measurements) and ``"vmap"`` on GPU/TPU. Unlike :func:`landscape.probes.step_probe`, a chunk size is accepted by every
     strategy: here it is the number of grid points per compiled chunk.
     """
     if strategy not in STRATEGIES:
@@ -386,14 +392,14 @@ def resolve_surface_strategy(strategy: str, chunk_size: int | None = None) -> st
                                    or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None; got {chunk_size!r}.")
     if strategy == "auto":
-        return "vmap"
+        return "unroll" if jax.default_backend() == "cpu" else "vmap"
     return strategy
 
 
 def default_chunk_size(strategy: str, num_points: int) -> int:
     """Points per chunk when ``chunk_size`` is None: min(num_points, the backend's default).
 
-    CPU: 4 for ``"vmap"``/``"map"``, 1 for ``"unroll"``; GPU/TPU: 64 (8 for ``"unroll"``).
+    CPU: 1 for ``"unroll"``, 2 for ``"vmap"``, 4 for ``"map"``; GPU/TPU: 64 (8 for ``"unroll"``).
     """
     table = _DEFAULT_CHUNK["cpu" if jax.default_backend() == "cpu" else "other"]
     return max(1, min(int(num_points), table[resolve_surface_strategy(strategy)]))
@@ -461,14 +467,20 @@ def loss_surface(loss_fn: LossFn, params: PyTree, batch: PyTree,
     recompile. Must be called outside ``jax.jit`` (the loop is on the host).
 
     Strategies (how the C points of a chunk are laid out in the compiled function):
-    ``"vmap"`` — ``jax.vmap`` over the C points (C× the activation memory of one evaluation);
-    ``"unroll"`` — C loss calls written out (compile time ∝ C); ``"map"`` — ``jax.lax.map`` over
-    the C points (one at a time inside the chunk; convolutions inside XLA:CPU loops run ~10×
-    slower); ``"auto"`` = ``"vmap"``. Measured on a narrow VGG-11 with BN on this project's 2-core
-    CPUs (``benchmarks/bench_surface.py``; time per point ÷ one jitted loss): vmap with C = 2–4
-    ≈ 0.64–0.74, unroll C = 1 (a host loop of one jitted loss) ≈ 0.86–0.93, unroll C = 4–8
-    ≈ 0.87–1.0, vmap C = 16 ≈ 0.93–1.43. ``chunk_size`` defaults to min(N, 4) on CPU (1 for
-    ``"unroll"``) and min(N, 64) on GPU/TPU (8 for ``"unroll"``).
+    ``"unroll"`` — C loss calls written out (compile time ∝ C; C = 1 is a host loop of one jitted
+    loss); ``"vmap"`` — ``jax.vmap`` over the C points (C× the activation memory of one
+    evaluation; convolutions with per-point kernels become batched/grouped ones); ``"map"`` —
+    ``jax.lax.map`` over the C points (one at a time inside the chunk; convolutions inside
+    XLA:CPU loops run ~10× slower); ``"auto"`` — ``"unroll"`` on CPU, ``"vmap"`` on GPU/TPU.
+    ``chunk_size`` defaults to min(N, C₀) with C₀ = 1 (unroll), 2 (vmap), 4 (map) on CPU and 64
+    (8 for unroll) on GPU/TPU.
+
+    Measured on this project's shared 2-core CPUs (``benchmarks/bench_surface.py``, BN with
+    batch statistics, batch 128, time per point ÷ one jitted loss, noisy): narrow VGG-11 —
+    unroll C=1 0.95, C=4 1.03; vmap C=2 0.72, C=4 0.77, C=16 1.30; vgg5 (28×28×1, width 0.25) —
+    unroll C=1 1.21, C=4 1.39; vmap C=1 0.92, C=2 1.54, C=4 2.06. vmap with small chunks can win on
+    CPU but not for every model, so ``"auto"`` takes the robust host loop there; try
+    ``strategy="vmap", chunk_size=2`` for wide-input convnets.
 
     BatchNorm: the slice is of whatever function ``loss_fn`` computes — batch statistics or
     running averages (:func:`landscape.bridge.make_loss_fn`'s ``mode``). Record the mode with the
