@@ -1,10 +1,12 @@
 """Time landscape.probes.loss_surface against one jitted loss evaluation.
 
-Part 1 — narrow VGG-11 (``build_model("vgg11", width=0.25, norm="batch", input_shape=(32,32,3))``,
-batch-statistics loss, a synthetic batch of --batch images): for each strategy and chunk size,
-the time per grid point of a small 2-D grid divided by the time of one jitted loss evaluation
-(t_loss, median over --reps). ratio ≤ 1.0 means a grid point costs no more than a standalone
-jitted loss call. Compile time (first call) is reported separately.
+Part 1 — strategies, per model in --models: narrow VGG-11 (``build_model("vgg11", width=0.25,
+norm="batch", input_shape=(32,32,3))`` on a synthetic batch of --batch images) and vgg5 (below,
+batch --batch2); batch-statistics loss. For each strategy:chunk_size in --methods, the time per
+grid point of a --grid×--grid grid divided by the time of one jitted loss evaluation (t_loss,
+timed between the grid calls so both see the same load). ratio ≤ 1.0 means a grid point costs
+no more than a standalone jitted loss call. The first call (compile + one grid) is reported
+separately.
 
 Part 2 — the quick-default model (``build_model("vgg5", width=0.25, norm="batch",
 input_shape=(28,28,1))`` on ``mnist5k``, batch --batch2): the time of a 51×51 grid with the

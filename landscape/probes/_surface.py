@@ -69,14 +69,14 @@ DIRECTION_NORMS = ("filter", "layer", "none")
 
 #: Grid points per compiled chunk when ``chunk_size`` is None, per backend and resolved strategy.
 #: Measured on this project's shared 2-core CPUs (benchmarks/bench_surface.py, BN batch stats,
-#: batch 128; time per point ÷ one jitted loss; noisy, load 5–8 on 2 cores):
-#:   narrow VGG-11 (32×32×3): unroll 1 0.95, unroll 4 1.03, unroll 8 1.06,
-#:                            vmap 2 0.72, vmap 4 0.77, vmap 8 0.95, vmap 16 1.30;
-#:   vgg5 width 0.25 (28×28×1): unroll 1 1.21, unroll 4 1.39, vmap 1 0.92,
-#:                              vmap 2 1.54, vmap 4 2.06, vmap 8 2.45.
+#: batch 128, 4×4 grid; time per point ÷ one jitted loss; two runs, load 6–8 on 2 cores):
+#:   narrow VGG-11 (32×32×3): unroll 1 0.95–0.99, unroll 4 1.03–1.04, vmap 2 0.72–0.75,
+#:                            vmap 4 0.77–0.85, vmap 16 1.30;
+#:   vgg5 width 0.25 (28×28×1): unroll 1 0.81–1.21, unroll 4 1.39–1.76, vmap 1 0.92,
+#:                              vmap 2 1.54–3.06, vmap 4 2.06–4.29.
 #: vmap's gain on CPU is model-dependent (a win on VGG-11, a loss on vgg5), so "auto" on CPU is a
 #: host loop of one jitted single-point loss (unroll, 1 point per chunk): ≈ 1.0 on both.
-#: Accelerators: vmap, 64 points at once.
+#: Accelerators: vmap, 64 points at once (not measured here: no GPU in this session).
 _DEFAULT_CHUNK = {
     "cpu": {"vmap": 2, "unroll": 1, "map": 4},
     "other": {"vmap": 64, "unroll": 8, "map": 64},
@@ -476,11 +476,12 @@ def loss_surface(loss_fn: LossFn, params: PyTree, batch: PyTree,
     (8 for unroll) on GPU/TPU.
 
     Measured on this project's shared 2-core CPUs (``benchmarks/bench_surface.py``, BN with
-    batch statistics, batch 128, time per point ÷ one jitted loss, noisy): narrow VGG-11 —
-    unroll C=1 0.95, C=4 1.03; vmap C=2 0.72, C=4 0.77, C=16 1.30; vgg5 (28×28×1, width 0.25) —
-    unroll C=1 1.21, C=4 1.39; vmap C=1 0.92, C=2 1.54, C=4 2.06. vmap with small chunks can win on
-    CPU but not for every model, so ``"auto"`` takes the robust host loop there; try
-    ``strategy="vmap", chunk_size=2`` for wide-input convnets.
+    batch statistics, batch 128, time per point ÷ one jitted loss, two noisy runs): narrow
+    VGG-11 — unroll C=1 0.95–0.99, C=4 1.03–1.04; vmap C=2 0.72–0.75, C=4 0.77–0.85; vgg5
+    (28×28×1, width 0.25) — unroll C=1 0.81–1.21, C=4 1.39–1.76; vmap C=2 1.54–3.06, C=4
+    2.06–4.29. vmap with small chunks can win on CPU but not for every model, so ``"auto"``
+    takes the robust host loop there; try ``strategy="vmap", chunk_size=2`` for wider-input
+    convnets. The GPU default (vmap, 64) was not measured.
 
     BatchNorm: the slice is of whatever function ``loss_fn`` computes — batch statistics or
     running averages (:func:`landscape.bridge.make_loss_fn`'s ``mode``). Record the mode with the
