@@ -422,3 +422,15 @@ def test_plots_write_files(tmp_path, fabricated):
         surface_plots.plot_surface_contour(a, b, z, trajectory=traj[:, :1])
     with pytest.raises(ValueError, match="values"):
         surface_plots.plot_surface_contour(a, b, z.T)
+
+
+def test_docstring_examples():
+    import doctest
+
+    from landscape.probes import _surface
+
+    with jax.enable_x64(False):   # the examples show float32 results
+        failures, attempted = doctest.testmod(
+            _surface, globs={**vars(_surface), "jnp": jnp, "jax": jax},
+            optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert attempted > 0 and failures == 0

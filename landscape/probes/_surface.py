@@ -213,7 +213,7 @@ def random_direction(key: jax.Array, params: PyTree, *, norm: str | None = "filt
 
         >>> d = random_direction(jax.random.key(0), {"w": jnp.ones((3, 3, 2, 4)), "b": jnp.ones(4)})
         >>> jnp.linalg.norm(d["w"][..., 0]), d["b"]          # ‖θ_{w,0}‖ = sqrt(18)
-        (Array(4.2426405, dtype=float32), Array([0., 0., 0., 0.], dtype=float32))
+        (Array(4.2426..., dtype=float32), Array([0., 0., 0., 0.], dtype=float32))
     """
     if norm is None:
         norm = "none"
@@ -251,8 +251,8 @@ def interpolation_direction(params_from: PyTree, params_to: PyTree) -> PyTree:
 
     Example::
 
-        >>> d = interpolation_direction(theta0, theta1)
-        >>> s = loss_surface(loss_fn, theta0, batch, (d,), (jnp.linspace(-0.5, 1.5, 401),))
+        d = interpolation_direction(theta0, theta1)
+        s = loss_surface(loss_fn, theta0, batch, (d,), (jnp.linspace(-0.5, 1.5, 401),))
     """
     _check_direction(params_from, params_to)
     return jax.tree.map(
