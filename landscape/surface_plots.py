@@ -28,7 +28,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from landscape.plotting import _maybe_save, label_colors
 
@@ -171,7 +171,11 @@ def plot_surface_contour(a: Any, b: Any, values: Any, *, trajectory: Any = None,
         norm = LogNorm(vmin=lv[0], vmax=lv[-1]) if log else None
         filled = ax.contourf(X, Y, z, levels=lv, cmap=cmap, norm=norm, extend="both")
         ax.contour(X, Y, z, levels=lv, colors="k", linewidths=0.4, alpha=0.5, norm=norm)
-        fig.colorbar(filled, ax=ax, label=zlabel)
+        bar = fig.colorbar(filled, ax=ax, label=zlabel)
+        if log:  # a few 1-2-5 ticks, plain numbers (not one label per level)
+            bar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            bar.ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            bar.ax.yaxis.set_minor_formatter(NullFormatter())
     if trajectory is not None:
         t = np.asarray(trajectory, np.float64)
         if t.ndim != 2 or t.shape[1] != 2:
