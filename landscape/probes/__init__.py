@@ -12,11 +12,27 @@ Activation statistics (Fig. 1/2, Ioffe Fig. 1) — :mod:`landscape.probes._activ
     :func:`activation_statistics`.
 Parameter paths and masks — :mod:`landscape.probes._paths`:
     :func:`param_paths`, :func:`param_mask`, :func:`block_masks`, :func:`per_leaf_dict`.
+Loss surfaces (Li et al. 2018; Goodfellow et al. 2015) — :mod:`landscape.probes._surface`:
+    :func:`random_direction`, :func:`interpolation_direction`, :func:`pca_directions`,
+    :func:`loss_surface`, :func:`save_surface`, :func:`load_surface`.
 """
 
 from landscape.probes._activations import ActivationStats, activation_statistics
 from landscape.probes._ics import ICS, internal_covariate_shift
 from landscape.probes._paths import block_masks, param_mask, param_paths, path_str, per_leaf_dict
+from landscape.probes._surface import (
+    DIRECTION_NORMS,
+    LossSurface,
+    PCADirections,
+    default_chunk_size,
+    interpolation_direction,
+    load_surface,
+    loss_surface,
+    pca_directions,
+    random_direction,
+    resolve_surface_strategy,
+    save_surface,
+)
 from landscape.probes._step import (
     DEFAULT_FLOOR_FACTOR,
     STRATEGIES,
@@ -34,20 +50,31 @@ __all__ = [
     "ActivationStats",
     "activation_statistics",
     "DEFAULT_FLOOR_FACTOR",
+    "DIRECTION_NORMS",
     "ICS",
+    "LossSurface",
+    "PCADirections",
     "STRATEGIES",
     "GradNorms",
     "StepProbe",
     "block_masks",
+    "default_chunk_size",
     "grad_norms",
     "internal_covariate_shift",
+    "interpolation_direction",
+    "load_surface",
+    "loss_surface",
     "lr_multiples",
     "make_step_probe",
     "noise_floor",
     "param_mask",
     "param_paths",
+    "pca_directions",
     "path_str",
     "per_leaf_dict",
+    "random_direction",
+    "resolve_surface_strategy",
+    "save_surface",
     "step_probe",
     "summarize",
 ]
