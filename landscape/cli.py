@@ -75,6 +75,11 @@ def _add_training_flags(p: argparse.ArgumentParser, *, default_out: str | None) 
                         "anyway when the configuration matches)")
     p.add_argument("--stop-on-divergence", action="store_true",
                    help="stop a run at its first non-finite loss (default: finish it, record NaN)")
+    p.add_argument("--dtype", choices=("float32", "float64"),
+                   help="precision of the whole run, probes included (default float32)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write records for TensorBoard (tensorboard --logdir OUT); needs "
+                        "tensorboardX")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -87,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     rep = sub.add_parser("reproduce", help="reproduce a paper figure")
     rep.add_argument("figure", choices=sorted(EXPERIMENTS), help="which figure")
+    rep.add_argument("--seeds", type=_positive_int,
+                     help="fig4: train each model for N matched seeds; the summary gives each "
+                          "BN-vs-vanilla fraction with a 95 %% interval over seeds")
     _add_training_flags(rep, default_out=None)
 
     cmp_ = sub.add_parser("compare", help="compare normalization schemes with matched seeds")
@@ -104,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("dataset", "data_dir", "model", "width", "steps", "lr", "batch_size", "probe_every",
-            "checkpoint_every", "num_step_sizes", "seed")
+            "checkpoint_every", "num_step_sizes", "seed", "dtype")
     out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     for flag in ("download", "stop_on_divergence"):
         if getattr(args, flag, False):
@@ -117,7 +125,12 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command in ("reproduce", "compare"):
         if args.command == "reproduce":
-            experiment = reproduce.EXPERIMENTS[args.figure](args.preset, **_overrides(args))
+            extra = {}
+            if args.seeds is not None:
+                if args.figure != "fig4":
+                    raise UsageError("--seeds applies to fig4 (and to compare)")
+                extra["seeds"] = args.seeds
+            experiment = reproduce.EXPERIMENTS[args.figure](args.preset, **extra, **_overrides(args))
             out = Path(args.out or f"runs/{args.figure}")
         else:
             norms = [n.strip() for n in args.norms.split(",") if n.strip()]
@@ -126,7 +139,8 @@ def _run(args: argparse.Namespace) -> int:
             out = Path(args.out)
         _check_resume(args, out)
         summary = reproduce.run_experiment(experiment, out, overwrite=args.overwrite,
-                                           progress=not args.no_progress)
+                                           progress=not args.no_progress,
+                                           tensorboard=args.tensorboard)
         _print_summary(out, summary)
         return 0
     if args.command == "plot":

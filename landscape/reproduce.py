@@ -60,13 +60,14 @@ def _remove_old_runs(out: Path) -> None:
 
 
 def run_experiment(experiment: Experiment, out: str | os.PathLike, *, overwrite: bool = False,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, tensorboard: bool = False) -> dict[str, Any]:
     """Train every run of ``experiment`` under ``out`` (resuming), then write ``summary.json``.
 
     Returns the summary. Raises :class:`ExperimentExistsError` when ``out`` holds another
     experiment and ``overwrite`` is false. ``overwrite`` starts over: it deletes the old run
     folders (sub-folders holding a ``config.json``, or runs one level down) and summary files
-    first, nothing else.
+    first, nothing else. ``tensorboard`` mirrors every run's records into ``<run>/tensorboard``
+    (``tensorboard --logdir OUT``).
     """
     from landscape.train import read_run, train
 
@@ -93,7 +94,8 @@ def run_experiment(experiment: Experiment, out: str | os.PathLike, *, overwrite:
     write_json_atomic(manifest_path, manifest)
     for label, cfg in experiment.runs.items():
         train(cfg, out / label, progress=progress,
-              measurements=experiment.measurements(label, cfg))
+              measurements=experiment.measurements(label, cfg),
+              hooks=experiment.hooks(label, cfg), tensorboard=tensorboard)
     runs = {label: read_run(out / label) for label in experiment.runs}
     summary = experiment.finalize(out, runs)
     summary.setdefault("experiment", experiment.name)

@@ -67,7 +67,9 @@ class TensorBoardSink:
         try:
             from tensorboardX import SummaryWriter
         except ImportError:  # pragma: no cover - depends on the environment
-            raise ImportError("the TensorBoard writer needs tensorboardX: "
+            from landscape.config import ConfigError
+
+            raise ConfigError("the TensorBoard writer needs tensorboardX: "
                               "pip install 'jax-landscape[tensorboard]'") from None
         self._writer = SummaryWriter(str(logdir))
 

@@ -18,13 +18,13 @@ import numpy as np
 
 from landscape.config import ConfigError, TrainConfig
 
-__all__ = ["Experiment", "PRESETS", "clean_options", "describe", "final_train_loss", "finite",
-           "jsonable", "layered_preset", "median", "preset_config", "tail_mean", "training_curves"]
+__all__ = ["Experiment", "PRESETS", "aggregate_over_seeds", "clean_options", "describe", "final_train_loss", "finite",
+           "jsonable", "layered_preset", "mean_interval", "median", "preset_config", "tail_mean", "training_curves"]
 
 
 @dataclasses.dataclass
 class Experiment:
-    """Runs to train (``label → config``), extra measurements per run, and how to summarise them.
+    """Runs to train (``label → config``), extra measurements/hooks per run, how to summarise them.
 
     ``finalize(out, runs) -> summary`` receives the output folder and ``label → read_run(...)`` dicts
     and returns the ``summary.json`` content (it also writes the figures).
@@ -34,6 +34,7 @@ class Experiment:
     runs: dict[str, TrainConfig]
     finalize: Callable[[Path, dict[str, dict[str, Any]]], dict[str, Any]]
     measurements: Callable[[str, TrainConfig], Sequence[Any]] = lambda label, cfg: ()
+    hooks: Callable[[str, TrainConfig], Sequence[Any]] = lambda label, cfg: ()
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def manifest(self) -> dict[str, Any]:
@@ -127,3 +128,72 @@ def describe(cfg: TrainConfig) -> str:
         return f"deep linear network (25×10×10), full-batch GD, lr {cfg.lr:g}"
     return f"{cfg.model} (width {cfg.width:g}) on {cfg.dataset}, {cfg.optimizer} lr {cfg.lr:g}"
 
+
+def aggregate_over_seeds(per_seed: Mapping[Any, tuple[Sequence[float], Sequence[float]]]
+                         ) -> dict[str, Any]:
+    """Mean and spread over seeds of one per-step quantity, aligned on the union of steps.
+
+    Args:
+        per_seed: seed → ``(steps, values)`` (equal lengths; ``None`` counts as NaN).
+
+    Returns:
+        dict of lists over the sorted union of steps: ``steps``, ``mean`` (over the seeds with a
+        finite value at that step), ``std`` (sample standard deviation, ddof = 1; 0 with one
+        value), ``lo``/``hi`` (min/max over seeds — the band :func:`landscape.plotting.plot_compare`
+        draws), ``count`` (finite values per step); and ``n``, the number of seeds. Steps where
+        no seed is finite hold NaN.
+
+    Example:
+        >>> aggregate_over_seeds({0: ([0, 1], [1.0, 2.0]), 1: ([0, 1], [3.0, 4.0])})["mean"]
+        [2.0, 3.0]
+    """
+    steps = sorted({int(s) for st, _ in per_seed.values() for s in st})
+    index = {s: i for i, s in enumerate(steps)}
+    table = np.full((len(per_seed), len(steps)), np.nan)
+    for row, (st, vals) in enumerate(per_seed.values()):
+        if len(st) != len(vals):
+            raise ValueError(f"steps and values differ in length ({len(st)} vs {len(vals)})")
+        for s, v in zip(st, vals):
+            table[row, index[int(s)]] = math.nan if v is None else float(v)
+    ok = np.isfinite(table)
+    count = ok.sum(axis=0)
+    filled = np.where(ok, table, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, filled.sum(axis=0) / np.maximum(count, 1), np.nan)
+        sq = np.where(ok, (table - mean) ** 2, 0.0).sum(axis=0)
+        std = np.where(count > 1, np.sqrt(sq / np.maximum(count - 1, 1)),
+                       np.where(count == 1, 0.0, np.nan))
+    lo = np.where(count > 0, np.where(ok, table, np.inf).min(axis=0), np.nan)
+    hi = np.where(count > 0, np.where(ok, table, -np.inf).max(axis=0), np.nan)
+    return {"steps": steps, "mean": mean.tolist(), "std": std.tolist(), "lo": lo.tolist(),
+            "hi": hi.tolist(), "count": count.astype(int).tolist(), "n": len(per_seed)}
+
+
+#: Two-sided 95 % Student-t quantiles t_{0.975, df} for df = 1 … 30 (then the normal 1.96).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def mean_interval(values: Sequence[float]) -> dict[str, Any]:
+    """Mean and 95 % confidence interval of independent per-seed values (Student t).
+
+    ``mean ± t_{0.975, n−1} · s / √n`` with s the sample standard deviation (ddof = 1), over the
+    finite values; with one value the interval is [v, v] and ``n`` says so.
+
+    Example:
+        >>> mean_interval([0.9, 1.0, 0.8])["ci95"]
+        [0.651..., 1.148...]
+    """
+    a = np.asarray([math.nan if v is None else float(v) for v in values], dtype=float)
+    f = a[np.isfinite(a)]
+    if f.size == 0:
+        return {"mean": math.nan, "ci95": [math.nan, math.nan], "std": math.nan, "n": 0,
+                "values": a.tolist()}
+    mean = float(f.mean())
+    std = float(f.std(ddof=1)) if f.size > 1 else 0.0
+    df = f.size - 1
+    t = 0.0 if df == 0 else (_T975[df - 1] if df <= len(_T975) else 1.96)
+    half = t * std / math.sqrt(f.size)
+    return {"mean": mean, "ci95": [mean - half, mean + half], "std": std, "n": int(f.size),
+            "values": a.tolist()}

@@ -12,7 +12,8 @@ import numpy as np
 
 from landscape.config import ConfigError, TrainConfig
 from landscape.experiments.fig4 import fig4_summary
-from landscape.experiments.base import (Experiment, describe, layered_preset, median)
+from landscape.experiments.base import (Experiment, aggregate_over_seeds, describe, layered_preset,
+                                        median)
 
 __all__ = ['COMPARE_METRICS', 'COMPARE_NORMS', 'COMPARE_QUICK', 'aggregate_over_seeds', 'compare_experiment']
 
@@ -32,46 +33,6 @@ COMPARE_METRICS: tuple[str, ...] = ("effective_beta", "grad_change_max", "loss_r
 COMPARE_QUICK: dict[str, dict[str, Any]] = {"quick": dict(width=0.125, steps=100, probe_every=10,
                                                           num_step_sizes=4, eval_every=50,
                                                           checkpoint_every=100)}
-
-
-def aggregate_over_seeds(per_seed: Mapping[Any, tuple[Sequence[float], Sequence[float]]]
-                         ) -> dict[str, Any]:
-    """Mean and spread over seeds of one per-step quantity, aligned on the union of steps.
-
-    Args:
-        per_seed: seed → ``(steps, values)`` (equal lengths; ``None`` counts as NaN).
-
-    Returns:
-        dict of lists over the sorted union of steps: ``steps``, ``mean`` (over the seeds with a
-        finite value at that step), ``std`` (sample standard deviation, ddof = 1; 0 with one
-        value), ``lo``/``hi`` (min/max over seeds — the band :func:`landscape.plotting.plot_compare`
-        draws), ``count`` (finite values per step); and ``n``, the number of seeds. Steps where
-        no seed is finite hold NaN.
-
-    Example:
-        >>> aggregate_over_seeds({0: ([0, 1], [1.0, 2.0]), 1: ([0, 1], [3.0, 4.0])})["mean"]
-        [2.0, 3.0]
-    """
-    steps = sorted({int(s) for st, _ in per_seed.values() for s in st})
-    index = {s: i for i, s in enumerate(steps)}
-    table = np.full((len(per_seed), len(steps)), np.nan)
-    for row, (st, vals) in enumerate(per_seed.values()):
-        if len(st) != len(vals):
-            raise ValueError(f"steps and values differ in length ({len(st)} vs {len(vals)})")
-        for s, v in zip(st, vals):
-            table[row, index[int(s)]] = math.nan if v is None else float(v)
-    ok = np.isfinite(table)
-    count = ok.sum(axis=0)
-    filled = np.where(ok, table, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(count > 0, filled.sum(axis=0) / np.maximum(count, 1), np.nan)
-        sq = np.where(ok, (table - mean) ** 2, 0.0).sum(axis=0)
-        std = np.where(count > 1, np.sqrt(sq / np.maximum(count - 1, 1)),
-                       np.where(count == 1, 0.0, np.nan))
-    lo = np.where(count > 0, np.where(ok, table, np.inf).min(axis=0), np.nan)
-    hi = np.where(count > 0, np.where(ok, table, -np.inf).max(axis=0), np.nan)
-    return {"steps": steps, "mean": mean.tolist(), "std": std.tolist(), "lo": lo.tolist(),
-            "hi": hi.tolist(), "count": count.astype(int).tolist(), "n": len(per_seed)}
 
 
 def _mean_std(values: Sequence[float]) -> dict[str, Any]:

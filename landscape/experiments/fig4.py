@@ -16,22 +16,33 @@ from typing import Any
 
 import numpy as np
 
-from landscape.experiments.base import Experiment, final_train_loss, preset_config
+from landscape.choices import check_number
+from landscape.config import ConfigError
+from landscape.experiments.base import (Experiment, aggregate_over_seeds, final_train_loss,
+                                        mean_interval, preset_config)
 
-__all__ = ["FIG4_FIELDS", "fig4_experiment", "fig4_finalize", "fig4_summary", "fraction_below"]
+__all__ = ["FIG4_CLAIMS", "FIG4_FIELDS", "fig4_experiment", "fig4_finalize", "fig4_seeds_finalize",
+           "fig4_summary", "fraction_below"]
 
 # --------------------------------------------------------------------------------- Figure 4
 
 FIG4_FIELDS = ("loss_min", "loss_max", "grad_change_min", "grad_change_max", "effective_beta",
                "grad_norm")
+#: The claims compared between BatchNorm and vanilla: name → (field, field subtracted or None).
+FIG4_CLAIMS = {
+    "fraction_steps_bn_grad_change_below_vanilla": ("grad_change_max", None),
+    "fraction_steps_bn_beta_below_vanilla": ("effective_beta", None),
+    "fraction_steps_bn_loss_range_below_vanilla": ("loss_max", "loss_min"),
+}
 
 
 def fig4_summary(run: Mapping[str, Any]) -> dict[str, Any]:
     """One model's entry of the Figure-4 ``summary.json`` from its :func:`read_run` dict.
 
-    Equal-length arrays ``steps`` and :data:`FIG4_FIELDS` (NaN → null), plus the final
-    ``train_loss`` (mean of the last 10 % of steps), ``test_accuracy`` (last evaluation),
-    ``diverged_at_step`` and ``noise_floor``.
+    Equal-length arrays ``steps``, :data:`FIG4_FIELDS` (NaN → null), ``grad_change_floor`` (the
+    rounding floor of each probe) and ``num_beta_excluded`` (η left out of β for being within
+    ``floor_factor`` floors), plus the final ``train_loss`` (:func:`final_train_loss`),
+    ``test_accuracy`` (last evaluation) and ``diverged_at_step``.
     """
     from landscape.plotting import summary_from_probe_rows
 
@@ -42,8 +53,19 @@ def fig4_summary(run: Mapping[str, Any]) -> dict[str, Any]:
     entry["train_loss"] = final_train_loss(run)
     entry["test_accuracy"] = float(run["eval"][-1]["test_accuracy"]) if run["eval"] else math.nan
     entry["diverged_at_step"] = run["run"].get("diverged_at_step")
-    entry["noise_floor"] = run["run"].get("noise_floor")
+    by_step = {int(r["step"]): r for r in run["probes"]}
+    for f in ("grad_change_floor", "num_beta_excluded"):
+        entry[f] = [by_step[s].get(f, math.nan) for s in entry["steps"]]
     return entry
+
+
+def _claims(bn: Mapping[str, Any], va: Mapping[str, Any]) -> dict[str, float]:
+    """:data:`FIG4_CLAIMS` for one BN/vanilla pair of :func:`fig4_summary` entries."""
+    def values(m, field, minus):
+        return m[field] if minus is None else np.subtract(m[field], m[minus])
+
+    return {name: fraction_below(bn["steps"], values(bn, f, g), va["steps"], values(va, f, g))
+            for name, (f, g) in FIG4_CLAIMS.items()}
 
 
 def fraction_below(steps_a: Sequence[int], a: Sequence[float], steps_b: Sequence[int],
@@ -65,17 +87,7 @@ def fig4_finalize(out: Path, runs: dict[str, dict[str, Any]], *, title: str | No
     summary: dict[str, Any] = {"models": models,
                                "config": {label: run["config"] for label, run in runs.items()}}
     if "batchnorm" in models and "vanilla" in models:
-        bn, va = models["batchnorm"], models["vanilla"]
-        def frac(key_a, key_b=None):
-            get = (lambda m: m[key_a]) if key_b is None else (
-                lambda m: np.subtract(m[key_a], m[key_b]))
-            return fraction_below(bn["steps"], get(bn), va["steps"], get(va))
-
-        summary["comparison"] = {
-            "fraction_steps_bn_grad_change_below_vanilla": frac("grad_change_max"),
-            "fraction_steps_bn_beta_below_vanilla": frac("effective_beta"),
-            "fraction_steps_bn_loss_range_below_vanilla": frac("loss_max", "loss_min"),
-        }
+        summary["comparison"] = _claims(models["batchnorm"], models["vanilla"])
     diverged = {k: v["diverged_at_step"] for k, v in models.items()}
     plot_fig4(models, title=title, diverged=diverged, path=out / figure_name)
     for label, d in diverged.items():
@@ -84,17 +96,78 @@ def fig4_finalize(out: Path, runs: dict[str, dict[str, Any]], *, title: str | No
     return summary
 
 
-def fig4_experiment(preset: str = "quick", **overrides: Any) -> Experiment:
+def fig4_seeds_finalize(out: Path, runs: dict[str, dict[str, Any]], *, seeds: Sequence[int],
+                        title: str | None = None) -> dict[str, Any]:
+    """Figure 4 over matched seeds: runs ``"{model}/seed{s}"`` for model in batchnorm, vanilla.
+
+    ``models[model]`` holds the mean over seeds of every :data:`FIG4_FIELDS` array (aligned on the
+    probed steps) with ``{field}_lo``/``{field}_hi`` (min/max over seeds), the mean final
+    ``train_loss`` and ``test_accuracy``, the earliest divergence, and ``seeds``. Each BN-vs-vanilla
+    claim (:data:`FIG4_CLAIMS`) is computed per seed (the two runs of a seed share initialisation
+    and data order) and reported as the mean with a 95 % Student-t interval over seeds
+    (``comparison_over_seeds``; ``comparison`` holds the means). Figures: ``fig4`` (the seed means)
+    and ``fig4_seeds`` (mean and min..max band over seeds of β and of the gradient change).
+    """
+    from landscape.plotting import plot_compare, plot_fig4, save_figure
+
+    per_seed = {label: fig4_summary(run) for label, run in runs.items()}
+    models: dict[str, Any] = {}
+    for model in ("batchnorm", "vanilla"):
+        entries = {s: per_seed[f"{model}/seed{s}"] for s in seeds}
+        entry: dict[str, Any] = {}
+        for f in FIG4_FIELDS:
+            agg = aggregate_over_seeds({s: (e["steps"], e[f]) for s, e in entries.items()})
+            entry.setdefault("steps", agg["steps"])
+            entry[f], entry[f"{f}_lo"], entry[f"{f}_hi"] = agg["mean"], agg["lo"], agg["hi"]
+        entry["train_loss"] = mean_interval([e["train_loss"] for e in entries.values()])["mean"]
+        entry["test_accuracy"] = mean_interval([e["test_accuracy"] for e in entries.values()])["mean"]
+        diverged = [e["diverged_at_step"] for e in entries.values() if e["diverged_at_step"] is not None]
+        entry["diverged_at_step"] = min(diverged) if diverged else None
+        entry["seeds"] = list(seeds)
+        models[model] = entry
+    claims = [_claims(per_seed[f"batchnorm/seed{s}"], per_seed[f"vanilla/seed{s}"]) for s in seeds]
+    over_seeds = {name: mean_interval([c[name] for c in claims]) for name in FIG4_CLAIMS}
+    summary = {"models": models, "per_seed": per_seed,
+               "comparison": {name: v["mean"] for name, v in over_seeds.items()},
+               "comparison_over_seeds": over_seeds,
+               "config": {label: run["config"] for label, run in runs.items()}}
+    diverged = {k: v["diverged_at_step"] for k, v in models.items()}
+    plot_fig4(models, title=f"{title} — mean over {len(seeds)} seeds", diverged=diverged,
+              path=out / "fig4")
+    for field, name in (("effective_beta", "effective β"), ("grad_change_max",
+                                                           "max over η of ‖∇L(θ−ηg) − g‖")):
+        bands = {m: {"steps": e["steps"], "mean": e[field], "lo": e[f"{field}_lo"],
+                     "hi": e[f"{field}_hi"], "n": len(seeds)} for m, e in models.items()}
+        fig = plot_compare(bands, name, diverged=diverged,
+                           title=f"{name}: mean (line) and min..max (band) over seeds\n{title}")
+        save_figure(fig, out / f"fig4_seeds_{field}")
+    return summary
+
+
+def fig4_experiment(preset: str = "quick", *, seeds: int = 1, **overrides: Any) -> Experiment:
     """Santurkar et al. Figure 4: the same VGG with BatchNorm and without, matched seeds.
 
     Both runs share every setting (data order, initialisation seed, η grid) but the normalization.
+    With ``seeds`` > 1 the pair is trained for seeds ``seed, seed + 1, …`` (runs
+    ``batchnorm/seed{s}``, ``vanilla/seed{s}``): training at lr 0.1 amplifies float32 rounding, so
+    one seed is one sample of a chaotic process; the summary then gives each claim's mean and 95 %
+    interval over seeds (:func:`fig4_seeds_finalize`).
     """
+    seeds = int(check_number("seeds", seeds, minimum=1, integer=True, error=ConfigError))
     base = preset_config(preset, **overrides)
-    runs = {"batchnorm": base.replace(norm="batch", tag="batchnorm"),
-            "vanilla": base.replace(norm="none", tag="vanilla")}
     title = (f"{base.model} (width {base.width:g}) on {base.dataset}, lr {base.lr:g}, "
              f"η ∈ [{base.step_size_lo:g}, {base.step_size_hi:g}]×lr")
-    return Experiment("fig4", runs, lambda out, r: fig4_finalize(out, r, title=title),
-                      options={"preset": preset, **overrides})
+    options = {"preset": preset, **overrides}
+    if seeds == 1:
+        runs = {"batchnorm": base.replace(norm="batch", tag="batchnorm"),
+                "vanilla": base.replace(norm="none", tag="vanilla")}
+        return Experiment("fig4", runs, lambda out, r: fig4_finalize(out, r, title=title),
+                          options=options)
+    chosen = [base.seed + i for i in range(seeds)]
+    runs = {f"{model}/seed{s}": base.replace(norm=norm, tag=model, seed=s)
+            for model, norm in (("batchnorm", "batch"), ("vanilla", "none")) for s in chosen}
+    return Experiment("fig4", runs,
+                      lambda out, r: fig4_seeds_finalize(out, r, seeds=chosen, title=title),
+                      options={**options, "seeds": seeds})
 
 

@@ -43,7 +43,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from landscape.probes._step import STRATEGIES, _check_direction, _result_dtype
 
