@@ -61,6 +61,16 @@ def test_batchnorm_running_average_update_and_eval_mode():
     np.testing.assert_array_equal(bn.var[...], before[1])
 
 
+@pytest.mark.parametrize("unbiased,ddof", [(False, 0), (True, 1)])
+def test_batchnorm_running_variance_biased_or_unbiased(unbiased, ddof):
+    """Default: the biased batch variance is stored; unbiased=True stores PyTorch's m/(m−1) form."""
+    bn = N.BatchNorm(3, momentum=0.0, unbiased=unbiased)
+    y = _data((4, 5, 5, 3))
+    bn(y)
+    expected = np.var(np.asarray(y).reshape(-1, 3), axis=0, ddof=ddof)  # m = 100 per feature
+    np.testing.assert_allclose(np.asarray(bn.var[...]), expected, rtol=1e-5)
+
+
 def test_model_eval_flips_mode():
     class Net(nnx.Module):
         def __init__(self):
