@@ -360,6 +360,64 @@ def precision_study(args) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
+# what happens inside the BN net when its β jumps
+
+
+def bn_input_variances(params: dict, x, *, placement: str, eps: float):
+    """(n_bn, dim) batch variances of every BN layer's input (biased, over the samples)."""
+    w, g, b = params["W"], params["gamma"], params["beta"]
+    if placement == "before":
+        def body(h, p):
+            return _bn(h, p[1], p[2], eps) @ p[0], jnp.var(h, axis=0)
+        return jax.lax.scan(body, x, (w, g, b))[1]
+    n = g.shape[0]
+
+    def body(h, p):
+        y = h @ p[0]
+        return _bn(y, p[1], p[2], eps), jnp.var(y, axis=0)
+    return jax.lax.scan(body, x, (w[:n], g, b))[1]
+
+
+def bn_stats(args, placement: str) -> dict:
+    """Every ``--probe-every`` steps of the BN run (mean loss): the smallest BN-input variance
+    (over units, per layer), min |γ|, max |β| and the effective β, to see why β jumps."""
+    params = init_params(depth=args.depth, dim=args.dim, seed=args.seed, placement=placement,
+                         dtype=jnp.float64)
+    batch = dataset(num_samples=args.num_samples, dim=args.dim, seed=args.seed, dtype=jnp.float64)
+    loss_fn = make_loss(loss=args.stats_loss, placement=placement, eps=args.eps)
+    vg = jax.value_and_grad(loss_fn)
+    probe = probes.make_step_probe(loss_fn, strategy="unroll")
+    etas = jnp.asarray(probes.lr_multiples(args.lr, args.eta_lo, args.eta_hi, args.num_etas))
+
+    @jax.jit
+    def run(params):
+        def chunk(p, _):
+            var = bn_input_variances(p, batch["x"], placement=placement, eps=args.eps)
+            rec = (var.min(axis=1), jnp.abs(p["gamma"]).min(), jnp.abs(p["beta"]).max(),
+                   probe(p, batch, etas).effective_beta)
+
+            def body(q, _):
+                _, g = vg(q, batch)
+                return jax.tree.map(lambda a, c: a - args.lr * c, q, g), None
+            return jax.lax.scan(body, p, None, length=args.probe_every)[0], rec
+        return jax.lax.scan(chunk, params, None, length=args.steps // args.probe_every)[1]
+
+    min_var, min_gamma, max_beta, beta = (np.asarray(a, np.float64) for a in run(params))
+    steps = np.arange(0, args.steps, args.probe_every)
+    out = {"steps": steps.tolist(), "min_var_over_layers": min_var.min(axis=1).tolist(),
+           "argmin_layer": min_var.argmin(axis=1).tolist(), "min_abs_gamma": min_gamma.tolist(),
+           "max_abs_beta": max_beta.tolist(), "effective_beta": beta.tolist()}
+    jump = int(np.argmax(beta > 1e5)) if (beta > 1e5).any() else None
+    out["first_step_beta_above_1e5"] = int(steps[jump]) if jump is not None else None
+    print(f"bn-stats {args.stats_loss} {placement}: β>1e5 from step {out['first_step_beta_above_1e5']}; "
+          "step, min var, layer, min|γ|, β: "
+          + "; ".join(f"{steps[i]} {min_var.min(1)[i]:.2e} {min_var.argmin(1)[i]} {min_gamma[i]:.2e} "
+                      f"{beta[i]:.2e}" for i in range(0, len(steps), max(1, len(steps) // 20))),
+          flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
 # where does gradient descent diverge?
 
 
@@ -431,6 +489,9 @@ def main(argv=None) -> None:
     ap.add_argument("--sweep-lrs", type=float, nargs="+",
                     default=[1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2, 3e-2])
     ap.add_argument("--sweep-steps", type=int, default=2000)
+    ap.add_argument("--bn-stats", action="store_true",
+                    help="only the BN-input variance / γ trace of the BN runs (--placements)")
+    ap.add_argument("--stats-loss", default="mean", choices=LOSSES)
     ap.add_argument("--resummarize", action="store_true",
                     help="only recompute bn_vs_vanilla from the series stored in --out")
     ap.add_argument("--out", type=Path, default=RESULTS / "dln_readings.json")
@@ -451,6 +512,13 @@ def main(argv=None) -> None:
     if args.resummarize:
         for entry in record.get("readings", {}).values():
             entry["bn_vs_vanilla"] = compare(entry["series"])
+        args.out.write_text(json.dumps(record, indent=1))
+        return
+    if args.bn_stats:
+        record.setdefault("bn_stats", {})
+        for placement in args.placements:
+            record["bn_stats"][f"{args.stats_loss}_{placement}"] = {"setup": setup,
+                                                                    **bn_stats(args, placement)}
         args.out.write_text(json.dumps(record, indent=1))
         return
     if args.lr_sweep:
