@@ -327,11 +327,11 @@ def check_against_package(args) -> dict:
 
 
 def precision_study(args) -> dict:
-    """Vanilla net, mean loss: effective β after ``steps`` in float32 and float64, per η."""
+    """Vanilla net (``--stats-loss``): effective β after ``steps`` in float32 and float64, per η."""
     out = {}
     finals = {}
     for name, dtype in (("float64", jnp.float64), ("float32", jnp.float32)):
-        res = train_one(args, loss="mean", placement=None, dtype=dtype)
+        res = train_one(args, loss=args.stats_loss, placement=None, dtype=dtype)
         rec = res["probe"]
         g = rec["grad_norm"][-1]
         ratio = rec["grad_change"][-1] / (res["etas"] * g)
@@ -491,7 +491,8 @@ def main(argv=None) -> None:
     ap.add_argument("--sweep-steps", type=int, default=2000)
     ap.add_argument("--bn-stats", action="store_true",
                     help="only the BN-input variance / γ trace of the BN runs (--placements)")
-    ap.add_argument("--stats-loss", default="mean", choices=LOSSES)
+    ap.add_argument("--stats-loss", default="mean", choices=LOSSES,
+                    help="loss of --bn-stats and --precision")
     ap.add_argument("--resummarize", action="store_true",
                     help="only recompute bn_vs_vanilla from the series stored in --out")
     ap.add_argument("--out", type=Path, default=RESULTS / "dln_readings.json")
@@ -526,7 +527,7 @@ def main(argv=None) -> None:
         args.out.write_text(json.dumps(record, indent=1))
         return
     if args.precision:
-        record["precision_vanilla_mean"] = {"setup": setup, **precision_study(args)}
+        record[f"precision_vanilla_{args.stats_loss}"] = {"setup": setup, **precision_study(args)}
         args.out.write_text(json.dumps(record, indent=1))
         return
 
