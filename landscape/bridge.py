@@ -96,12 +96,18 @@ def check_mode(mode: str) -> bool:
     return mode == "running_average"
 
 
+#: Loss kinds :func:`loss_value` accepts; a model names its own as ``model.loss_kind``.
+LOSS_KINDS = ("cross_entropy", "mse", "mse_sum")
+
+
 def loss_value(kind: str, out: Array, y: Array) -> tuple[Array, Array]:
-    """Mean loss and accuracy for ``kind`` in {"cross_entropy", "mse"}.
+    """Loss and accuracy for ``kind`` in :data:`LOSS_KINDS`.
 
     Cross-entropy: ``mean_i −log softmax(out_i)[y_i]`` with integer labels. MSE (the deep linear
-    network's objective): ``mean_i ‖out_i − y_i‖²`` (squared error summed over outputs); accuracy
-    is NaN there, and also when any output is non-finite (a diverged network).
+    network's objective): ``mean_i ‖out_i − y_i‖²`` (squared error summed over outputs), or with
+    ``"mse_sum"`` the total ``Σ_i ‖out_i − y_i‖²`` = ‖W X − A X‖²_F over the batch (the paper's
+    printed objective, see :class:`landscape.models.DeepLinear`); accuracy is NaN for both, and
+    for cross-entropy when any output is non-finite (a diverged network).
     """
     if kind == "cross_entropy":
         loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
@@ -109,10 +115,11 @@ def loss_value(kind: str, out: Array, y: Array) -> tuple[Array, Array]:
         # argmax of NaN logits is 0, which would report chance-level accuracy for a diverged net
         acc = jnp.where(jnp.all(jnp.isfinite(out)), acc, jnp.nan)
         return loss, acc
-    if kind == "mse":
-        loss = jnp.mean(jnp.sum(jnp.square(out - y), axis=-1))
+    if kind in ("mse", "mse_sum"):
+        per_example = jnp.sum(jnp.square(out - y), axis=-1)
+        loss = jnp.sum(per_example) if kind == "mse_sum" else jnp.mean(per_example)
         return loss, jnp.full((), jnp.nan, loss.dtype)
-    raise ValueError(f"unknown loss {kind!r}; expected 'cross_entropy' or 'mse'")
+    raise ValueError(f"unknown loss {kind!r}; expected one of {', '.join(LOSS_KINDS)}")
 
 
 def _forward(graphdef, params, batch, use_running_average, *, taps=None):
@@ -204,17 +211,19 @@ def predict(graphdef: nnx.GraphDef, params: nnx.State, state: nnx.State, x: Arra
 def evaluate(model: nnx.Module | nnx.GraphDef, params: nnx.State, state: nnx.State, x, y, *,
              batch_size: int = 1000, mode: BNMode = "running_average",
              loss: str | None = None) -> tuple[float, float]:
-    """Mean loss and accuracy over ``(x, y)`` in chunks of ``batch_size`` (eval mode by default)."""
+    """Loss and accuracy over ``(x, y)`` in chunks of ``batch_size`` (eval mode by default): the
+    mean over all examples, or the total for a summed loss (``"mse_sum"``)."""
     graphdef, kind = _graphdef_and_kind(model, loss)
     fn = _eval_fn(graphdef, check_mode(mode), kind)
     n = len(x)
+    summed = kind == "mse_sum"
     total_loss, total_acc = 0.0, 0.0
     for i in range(0, n, batch_size):
         xb, yb = jnp.asarray(x[i:i + batch_size]), jnp.asarray(y[i:i + batch_size])
         l, a = fn(params, state, xb, yb)
-        total_loss += float(l) * len(xb)
+        total_loss += float(l) * (1 if summed else len(xb))
         total_acc += float(a) * len(xb)
-    return total_loss / n, total_acc / n
+    return total_loss / (1 if summed else n), total_acc / n
 
 
 @functools.lru_cache(maxsize=32)

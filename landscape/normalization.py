@@ -58,6 +58,11 @@ class PopulationStat(nnx.BatchStat):
     """Sums for the population estimate of Ioffe & Szegedy (Alg. 2): never differentiated."""
 
 
+def _per_feature(v: Array, ndim: int) -> Array:
+    """A per-feature vector (C,) shaped to broadcast against (…, C) explicitly (rank promotion)."""
+    return jnp.reshape(v, (1,) * (ndim - jnp.ndim(v)) + jnp.shape(v))
+
+
 def _resolve_mode(module: nnx.Module, use_running_average: bool | None) -> bool:
     return module.use_running_average if use_running_average is None else bool(use_running_average)
 
@@ -123,9 +128,9 @@ class _BatchStatNorm(nnx.Module):
 
     def _affine(self, yhat: Array) -> Array:
         if self.scale is not None:
-            yhat = yhat * self.scale[...]
+            yhat = yhat * _per_feature(self.scale[...], yhat.ndim)
         if self.bias is not None:
-            yhat = yhat + self.bias[...]
+            yhat = yhat + _per_feature(self.bias[...], yhat.ndim)
         return yhat
 
     def _running(self) -> tuple[Array, Array]:
@@ -143,9 +148,9 @@ class _BatchStatNorm(nnx.Module):
         axes = tuple(range(y.ndim - 1))
         if _resolve_mode(self, use_running_average):
             mean, scale_sq = self._running()
-            return (y - mean) / self._denominator(scale_sq)
+            return (y - _per_feature(mean, y.ndim)) / _per_feature(self._denominator(scale_sq), y.ndim)
         mean = jnp.mean(y, axis=axes)
-        centered = y - mean
+        centered = y - _per_feature(mean, y.ndim)
         scale_sq = self._scale_sq(y, centered, axes)
         mu, s2 = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(scale_sq)
         if self.stats == "population":
@@ -158,7 +163,7 @@ class _BatchStatNorm(nnx.Module):
             s2 = s2 * (m / max(m - 1, 1))
         self.mean[...] = self.momentum * self.mean[...] + (1.0 - self.momentum) * mu
         self.var[...] = self.momentum * self.var[...] + (1.0 - self.momentum) * s2
-        return centered / self._denominator(scale_sq)
+        return centered / _per_feature(self._denominator(scale_sq), y.ndim)
 
     def reset_population(self) -> None:
         """Start a new population estimate (``stats="population"`` only)."""
@@ -231,9 +236,9 @@ class NoisyBatchNorm(BatchNorm):
         c = a.shape[-1]
         mu = jax.random.uniform(k_mu, (c,), a.dtype, -self.n_mu, self.n_mu)
         sigma = jax.random.uniform(k_sigma, (c,), a.dtype, 1.0, self.n_sigma)
-        m = mu + jax.random.uniform(k_m, a.shape, a.dtype, -self.r_mu, self.r_mu)
+        m = _per_feature(mu, a.ndim) + jax.random.uniform(k_m, a.shape, a.dtype, -self.r_mu, self.r_mu)
         std = self.r_sigma if self.r_sigma_is == "std" else math.sqrt(self.r_sigma)
-        s = sigma + std * jax.random.normal(k_s, a.shape, a.dtype)
+        s = _per_feature(sigma, a.ndim) + std * jax.random.normal(k_s, a.shape, a.dtype)
         return s * a + m
 
     def __call__(
@@ -315,8 +320,8 @@ class _PerExampleNorm(nnx.Module):
         if self.center:
             y = y - jnp.mean(y, axis=axes, keepdims=True)
         z = y * jax.lax.rsqrt(jnp.mean(jnp.square(y), axis=axes, keepdims=True) + self.epsilon)
-        z = z * self.scale[...]
-        return z + self.bias[...] if self.bias is not None else z
+        z = z * _per_feature(self.scale[...], z.ndim)
+        return z + _per_feature(self.bias[...], z.ndim) if self.bias is not None else z
 
 
 class LayerNorm(_PerExampleNorm):
@@ -359,7 +364,8 @@ class GroupNorm(nnx.Module):
         mean = jnp.mean(g, axis=axes, keepdims=True)
         var = jnp.var(g, axis=axes, keepdims=True)
         g = (g - mean) * jax.lax.rsqrt(var + self.epsilon)
-        return g.reshape(shape) * self.scale[...] + self.bias[...]
+        y = g.reshape(shape)
+        return y * _per_feature(self.scale[...], y.ndim) + _per_feature(self.bias[...], y.ndim)
 
 
 class Identity(nnx.Module):

@@ -1,7 +1,21 @@
-"""Shared fixtures."""
+"""Shared fixtures and the suite's strict JAX settings.
+
+- Rank promotion raises: ``(B, C) + (C,)``-style implicit broadcasting must be written out
+  (``x[None, :]``) — the equinox convention; it catches shape bugs that broadcasting would hide.
+- A persistent compilation cache (``.jax_cache/`` in the repository, git-ignored): identical
+  programs built by different tests (the same tiny model through a new ``make_loss_fn``) compile
+  once per machine instead of once per test.
+"""
+
+from pathlib import Path
 
 import jax
 import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_compilation_cache_dir", str(Path(__file__).resolve().parents[1] / ".jax_cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture(scope="module")

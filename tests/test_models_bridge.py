@@ -148,3 +148,22 @@ def test_mse_loss_for_deep_linear():
     target = jnp.zeros((2, 4))
     loss = bridge.make_loss_fn(model)(params, bridge.make_batch(x, target, state))
     np.testing.assert_allclose(loss, jnp.mean(jnp.sum(model(x) ** 2, axis=-1)), rtol=1e-6)
+
+
+def test_summed_mse_and_norm_position_for_deep_linear():
+    """loss_reduction="sum" is the batch total ‖WX − AX‖²_F, also in chunked evaluation."""
+    model = DeepLinear(depth=3, dim=4, loss_reduction="sum", rngs=nnx.Rngs(0))
+    _, params, state = bridge.split(model)
+    x = jax.random.normal(jax.random.key(0), (6, 4))
+    target = jnp.zeros((6, 4))
+    total = float(jnp.sum(model(x) ** 2))
+    loss = bridge.make_loss_fn(model)(params, bridge.make_batch(x, target, state))
+    np.testing.assert_allclose(loss, total, rtol=1e-6)
+    chunked, _ = bridge.evaluate(model, params, state, x, target, batch_size=4)  # chunks 4 + 2
+    np.testing.assert_allclose(chunked, total, rtol=1e-6)
+    every = DeepLinear(depth=3, dim=4, norm="batch", norm_position="after_all", rngs=nnx.Rngs(0))
+    last = DeepLinear(depth=3, dim=4, norm="batch", rngs=nnx.Rngs(0))
+    assert type(every.blocks[-1].norm).__name__ == "BatchNorm"
+    assert type(last.blocks[-1].norm).__name__ != "BatchNorm"
+    with pytest.raises(ValueError, match="loss_reduction"):
+        DeepLinear(depth=2, dim=2, loss_reduction="median", rngs=nnx.Rngs(0))

@@ -17,7 +17,8 @@ from landscape.models import Projection
 
 
 def _data(shape, seed=0, loc=3.0, scale=2.5):
-    return loc + scale * jax.random.normal(jax.random.key(seed), shape)
+    """NumPy data (expectations below broadcast in NumPy; the suite makes JAX rank promotion raise)."""
+    return np.asarray(loc + scale * jax.random.normal(jax.random.key(seed), shape))
 
 
 def test_registry_names_and_unknown_name():
@@ -54,7 +55,8 @@ def test_batchnorm_running_average_update_and_eval_mode():
     bn.bias[...] = jnp.array([0.5, 0.0, 0.0])
     before = (np.array(bn.mean[...]), np.array(bn.var[...]))
     z = bn(y, use_running_average=True)
-    expect = (y - bn.mean[...]) / jnp.sqrt(bn.var[...] + 1e-5) * bn.scale[...] + bn.bias[...]
+    mean, var, scale, bias = (np.asarray(v[...]) for v in (bn.mean, bn.var, bn.scale, bn.bias))
+    expect = (y - mean) / np.sqrt(var + 1e-5) * scale + bias
     np.testing.assert_allclose(z, expect, rtol=1e-5)
     # eval mode never touches the running statistics
     np.testing.assert_array_equal(bn.mean[...], before[0])
@@ -138,7 +140,7 @@ def test_noisy_batchnorm_algorithm1():
         assert 1.0 - 0.05 < s_hat < 1.25 + 0.05
         assert -0.6 - 0.05 < m_hat < 0.6 + 0.05
     # eval mode: no noise
-    expect = (y - norm.mean[...]) / jnp.sqrt(norm.var[...] + norm.epsilon)
+    expect = (y - np.asarray(norm.mean[...])) / np.sqrt(np.asarray(norm.var[...]) + norm.epsilon)
     np.testing.assert_allclose(norm(y, use_running_average=True), expect, rtol=1e-5)
     with pytest.raises(N.NormalizationError, match="rng"):
         norm(y)
