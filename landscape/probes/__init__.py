@@ -10,6 +10,10 @@ Internal covariate shift (Definition 2.1) — :mod:`landscape.probes._ics`:
     :func:`internal_covariate_shift`.
 Parameter paths and masks — :mod:`landscape.probes._paths`:
     :func:`param_paths`, :func:`param_mask`, :func:`block_masks`, :func:`per_leaf_dict`.
+Curvature (Hessian / Gauss–Newton eigenpairs, trace, spectral density) —
+:mod:`landscape.probes._curvature`:
+    :func:`hessian_eigs`, :func:`hessian_trace`, :func:`spectral_density`, :func:`hvp`,
+    :func:`gnvp`, :func:`gradient_curvature`.
 """
 
 from landscape.probes._ics import ICS, internal_covariate_shift
@@ -24,6 +28,20 @@ from landscape.probes._step import (
     noise_floor,
     step_probe,
     summarize,
+)
+from landscape.probes._curvature import (
+    CURVATURE_STRATEGIES,
+    GaussNewton,
+    GradientCurvature,
+    HessianEigs,
+    HessianTrace,
+    SpectralDensity,
+    gnvp,
+    gradient_curvature,
+    hessian_eigs,
+    hessian_trace,
+    hvp,
+    spectral_density,
 )
 
 __all__ = [
@@ -43,4 +61,16 @@ __all__ = [
     "per_leaf_dict",
     "step_probe",
     "summarize",
+    "CURVATURE_STRATEGIES",
+    "GaussNewton",
+    "GradientCurvature",
+    "HessianEigs",
+    "HessianTrace",
+    "SpectralDensity",
+    "gnvp",
+    "gradient_curvature",
+    "hessian_eigs",
+    "hessian_trace",
+    "hvp",
+    "spectral_density",
 ]
