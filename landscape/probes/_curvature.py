@@ -401,7 +401,8 @@ def _lanczos_start_impl(loss_fn, curvature, mask_leaves, num_iters, params, batc
 
 
 def _lanczos_step_impl(loss_fn, curvature, mask_leaves, params, batch, state):
-    """One Lanczos iteration j: w = C q_j, α_j, full reorthogonalisation, β_j, q_{j+1}.
+    """One Lanczos iteration j: w = C q_j − β_{j−1} q_{j−1}, α_j = q_jᵀw, w −= α_j q_j, then one
+    classical Gram–Schmidt pass against the whole basis (full reorthogonalisation), β_j = ‖w‖.
 
     On breakdown (β_j ≤ eps·‖C q_j‖: the Krylov space is invariant) the next vector is a fresh
     random vector orthogonal to the basis and β_j = 0, so T stays QᵀCQ with Q orthonormal.
@@ -412,8 +413,13 @@ def _lanczos_step_impl(loss_fn, curvature, mask_leaves, params, batch, state):
     q = jax.lax.dynamic_index_in_dim(basis, j, keepdims=False)
     w = op.matvec(q)
     w_norm = jnp.linalg.norm(w)
-    w, coeffs = _orthogonalise(basis, w)
-    alpha = coeffs[j]
+    # Three-term recurrence (β_{−1} = 0; at j = 0 the index wraps to an all-zero row).
+    beta_prev = jnp.where(j > 0, betas[j - 1], jnp.zeros((), op.dtype))
+    w = w - beta_prev * jax.lax.dynamic_index_in_dim(basis, jnp.maximum(j - 1, 0), keepdims=False)
+    alpha = q @ w
+    w = w - alpha * q
+    # Full reorthogonalisation: one pass against all stored vectors (rows not reached are 0).
+    w = w - (basis @ w) @ basis
     beta = jnp.linalg.norm(w)
     breakdown = beta <= jnp.finfo(op.dtype).eps * w_norm
 
@@ -495,8 +501,8 @@ def hessian_eigs(
     """Top-k (or bottom-k) eigenpairs of the Hessian by Lanczos with full reorthogonalisation.
 
     m = ``num_iters`` Lanczos steps from q₀ = v₀/‖v₀‖ build an orthonormal basis Q = [q₀ … q_{m−1}]
-    of the Krylov space span{q₀, Cq₀, …, C^{m−1}q₀} (each new vector Gram–Schmidt-orthogonalised
-    twice against all previous ones) and the tridiagonal T = QᵀCQ. With T = S diag(θ) Sᵀ the Ritz
+    of the Krylov space span{q₀, Cq₀, …, C^{m−1}q₀} (three-term recurrence, then each new vector
+    Gram–Schmidt-orthogonalised against all previous ones: full reorthogonalisation) and the tridiagonal T = QᵀCQ. With T = S diag(θ) Sᵀ the Ritz
     pairs are (θ_i, y_i = Q s_i), and ‖C y_i − θ_i y_i‖ = β_m |s_{m,i}|. The extreme Ritz values
     converge first: m ≈ 20–30 usually gives the top eigenvalue to 1e-3 for a network Hessian, but
     clustered or tiny gaps need more. Costs m operator products plus O(m²n) for orthogonalisation.
