@@ -29,6 +29,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from landscape import build_model, make_batch, make_loss_fn, probes, split
 from landscape.probes import _curvature
@@ -95,6 +96,7 @@ def hvps_to_tolerance(loss_fn, params, batch, ref_iters, rtol):
 def run(norm, args):
     loss_fn, params, batch = make_problem(norm, args.batch_size)
     n = sum(x.size for x in jax.tree.leaves(params))
+    unravel = ravel_pytree(params)[1]
     m = args.iters
     grad = jax.jit(jax.grad(loss_fn))
     v = jax.tree.map(lambda a: jnp.ones_like(a), params)
@@ -125,7 +127,7 @@ def run(norm, args):
         )
     if args.matfree:
         top = make_matfree(loss_fn, ms)
-        v0 = jax.random.rademacher(key, (n,), jnp.float32)
+        v0 = unravel(jax.random.rademacher(key, (n,), jnp.float32))
         name = f"matfree eigh_partial m={ms}"
         iters[name] = ms
         fns[name] = (top, (params, batch, v0))
@@ -162,7 +164,7 @@ def run(norm, args):
                                                    "largest", params, batch, key, None)
         if args.matfree:
             compiles[("matfree", m_c)] = compile_time(make_matfree(fresh, m_c), params, batch,
-                                                      jax.random.rademacher(key, (n,), jnp.float32))
+                                                      unravel(jax.random.rademacher(key, (n,), jnp.float32)))
     for what in sorted({w for w, _ in compiles}):
         c10, c80 = compiles[(what, 10)], compiles[(what, 80)]
         print(f"  {what:8s} m=10: {c10:6.2f}   m=80: {c80:6.2f}   ratio {c80 / c10:5.2f}")
