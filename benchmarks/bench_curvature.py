@@ -56,11 +56,12 @@ def compile_time(jitted, *args, **static):
 
 
 def host_compile_time(loss_fn, params, batch, m):
-    """Compile time of the host strategy's three executables (start, step, finish) at m."""
+    """Compile time of the host strategy's executables (start, allocate, step, finish) at m."""
     key = jax.random.key(0)
-    total = compile_time(_curvature._lanczos_start, loss_fn, "hessian", None, m, params, batch, key, None)
-    state = jax.eval_shape(lambda p, b, k: _curvature._lanczos_start_impl(loss_fn, "hessian", None, m, p, b, k, None),
-                           params, batch, key)
+    total = compile_time(_curvature._lanczos_start, None, params, key, None)
+    q0, seed = jax.eval_shape(lambda p, k: _curvature._lanczos_start_impl(None, p, k, None), params, key)
+    total += compile_time(_curvature._lanczos_allocate, m, q0, seed)
+    state = jax.eval_shape(lambda q, s: _curvature._lanczos_allocate_impl(m, q, s), q0, seed)
     total += compile_time(_curvature._lanczos_step, loss_fn, "hessian", None, params, batch, state)
     total += compile_time(_curvature._eigs_finish, 1, "largest", params, state)
     return total

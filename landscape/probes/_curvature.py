@@ -291,17 +291,21 @@ def _mask_leaves(params: PyTree, mask: PyTree) -> tuple[bool, ...] | None:
     return tuple(out)
 
 
-class _Flat(NamedTuple):
+class _FlatView(NamedTuple):
     size: int  # n, the length of the flat vector
     active: int  # number of entries inside the mask
     dtype: Any  # compute dtype
     to_tree: Callable
     to_flat: Callable
     project: Callable  # zero outside the mask
+
+
+class _Flat(NamedTuple):
+    view: _FlatView
     matvec: Callable  # flat → flat, masked before and after
 
 
-def _flat(loss_fn, curvature, mask_leaves, params, batch) -> _Flat:
+def _flat_view(mask_leaves, params) -> _FlatView:
     dtype = _result_dtype(params)
     leaves = jax.tree.leaves(params)
     flat_params, unravel = ravel_pytree(params)
@@ -327,12 +331,17 @@ def _flat(loss_fn, curvature, mask_leaves, params, batch) -> _Flat:
     def project(x):
         return x if mask is None else jnp.where(mask, x, jnp.zeros((), x.dtype))
 
+    return _FlatView(size, active, dtype, to_tree, to_flat, project)
+
+
+def _flat(loss_fn, curvature, mask_leaves, params, batch) -> _Flat:
+    view = _flat_view(mask_leaves, params)
     tree_op = _tree_operator(loss_fn, curvature, params, batch)
 
     def matvec(x):
-        return project(to_flat(tree_op(to_tree(project(x)))))
+        return view.project(view.to_flat(tree_op(view.to_tree(view.project(x)))))
 
-    return _Flat(size, active, dtype, to_tree, to_flat, project, matvec)
+    return _Flat(view, matvec)
 
 
 def _is_traced(*trees) -> bool:
@@ -370,7 +379,7 @@ class _LanczosState(NamedTuple):
     alphas: jax.Array  # (m,) diagonal of T
     betas: jax.Array  # (m,) betas[j] couples q_j and q_{j+1}; betas[m−1] is the residual norm β_m
     index: jax.Array  # () int32, the next iteration j
-    key: jax.Array  # for restart vectors
+    seed: jax.Array  # () in [0, 1), varies the restart vectors with the key
 
 
 def _orthogonalise(basis, w):
@@ -382,59 +391,78 @@ def _orthogonalise(basis, w):
     return w, h + h2
 
 
-def _lanczos_start_impl(loss_fn, curvature, mask_leaves, num_iters, params, batch, key, init):
-    op = _flat(loss_fn, curvature, mask_leaves, params, batch)
-    if num_iters > op.active:
-        raise ValueError(
-            f"num_iters ({num_iters}) must not exceed the operator's dimension ({op.active})."
-        )
-    start_key, restart_key = jax.random.split(key)
+def _lanczos_start_impl(mask_leaves, params, key, init):
+    """(q₀, seed): the unit start vector (Rademacher from ``key``, or ``init``), masked."""
+    view = _flat_view(mask_leaves, params)
+    start_key, seed_key = jax.random.split(key)
     if init is None:
-        v0 = jax.random.rademacher(start_key, (op.size,), dtype=op.dtype)
+        v0 = jax.random.rademacher(start_key, (view.size,), dtype=view.dtype)
     else:
-        v0 = op.to_flat(init)
-    v0 = op.project(v0)
-    v0 = v0 / jnp.linalg.norm(v0)
-    basis = jnp.zeros((num_iters, op.size), op.dtype).at[0].set(v0)
-    zeros = jnp.zeros((num_iters,), op.dtype)
-    return _LanczosState(basis, zeros, zeros, jnp.zeros((), jnp.int32), restart_key)
+        v0 = view.to_flat(init)
+    v0 = view.project(v0)
+    return v0 / jnp.linalg.norm(v0), jax.random.uniform(seed_key, (), view.dtype)
+
+
+def _lanczos_allocate_impl(num_iters, q0, seed):
+    basis = jnp.zeros((num_iters, q0.shape[0]), q0.dtype).at[0].set(q0)
+    zeros = jnp.zeros((num_iters,), q0.dtype)
+    return _LanczosState(basis, zeros, zeros, jnp.zeros((), jnp.int32), seed)
+
+
+def _check_num_iters(num_iters, mask_leaves, params):
+    active = _flat_view(mask_leaves, params).active
+    if num_iters > active:
+        raise ValueError(
+            f"num_iters ({num_iters}) must not exceed the operator's dimension ({active})."
+        )
+
+
+def _restart_vector(view: _FlatView, j, seed):
+    """A deterministic pseudo-random vector (a sine hash of the index, the step and the seed).
+
+    Used only after a breakdown, then orthogonalised against the basis: any vector with a
+    component outside span(Q) does. Cheaper to compile inside the step than a PRNG draw.
+    """
+    i = jnp.arange(1, view.size + 1, dtype=view.dtype)
+    x = jnp.sin(i * (12.9898 + 7.233 * j.astype(view.dtype) + 78.233 * seed)) * 43758.5453
+    return view.project(x - jnp.floor(x) - 0.5)
 
 
 def _lanczos_step_impl(loss_fn, curvature, mask_leaves, params, batch, state):
     """One Lanczos iteration j: w = C q_j − β_{j−1} q_{j−1}, α_j = q_jᵀw, w −= α_j q_j, then one
     classical Gram–Schmidt pass against the whole basis (full reorthogonalisation), β_j = ‖w‖.
 
-    On breakdown (β_j ≤ eps·‖C q_j‖: the Krylov space is invariant) the next vector is a fresh
-    random vector orthogonal to the basis and β_j = 0, so T stays QᵀCQ with Q orthonormal.
+    On breakdown (β_j ≤ eps·‖C q_j‖: the Krylov space is invariant) the next vector is a new
+    vector orthogonal to the basis and β_j = 0, so T stays QᵀCQ with Q orthonormal.
     """
     op = _flat(loss_fn, curvature, mask_leaves, params, batch)
-    basis, alphas, betas, j, key = state
+    view = op.view
+    basis, alphas, betas, j, seed = state
     num_iters = basis.shape[0]
     q = jax.lax.dynamic_index_in_dim(basis, j, keepdims=False)
     w = op.matvec(q)
     w_norm = jnp.linalg.norm(w)
-    # Three-term recurrence (β_{−1} = 0; at j = 0 the index wraps to an all-zero row).
-    beta_prev = jnp.where(j > 0, betas[j - 1], jnp.zeros((), op.dtype))
+    # Three-term recurrence (β_{−1} = 0).
+    beta_prev = jnp.where(j > 0, betas[j - 1], jnp.zeros((), view.dtype))
     w = w - beta_prev * jax.lax.dynamic_index_in_dim(basis, jnp.maximum(j - 1, 0), keepdims=False)
     alpha = q @ w
     w = w - alpha * q
     # Full reorthogonalisation: one pass against all stored vectors (rows not reached are 0).
     w = w - (basis @ w) @ basis
     beta = jnp.linalg.norm(w)
-    breakdown = beta <= jnp.finfo(op.dtype).eps * w_norm
+    breakdown = beta <= jnp.finfo(view.dtype).eps * w_norm
 
     def fresh(_):
-        r = op.project(jax.random.normal(jax.random.fold_in(key, j), (op.size,), op.dtype))
-        r, _ = _orthogonalise(basis, r)
+        r, _ = _orthogonalise(basis, _restart_vector(view, j, seed))
         return r / jnp.linalg.norm(r)
 
     def scaled(_):
         return w / beta
 
     q_next = jax.lax.cond(breakdown & (j + 1 < num_iters), fresh, scaled, None)
-    beta = jnp.where(breakdown, jnp.zeros((), op.dtype), beta)
+    beta = jnp.where(breakdown, jnp.zeros((), view.dtype), beta)
     basis = basis.at[j + 1].set(q_next, mode="drop")  # j + 1 == m is dropped
-    return _LanczosState(basis, alphas.at[j].set(alpha), betas.at[j].set(beta), j + 1, key)
+    return _LanczosState(basis, alphas.at[j].set(alpha), betas.at[j].set(beta), j + 1, seed)
 
 
 def _tridiagonal(state: _LanczosState) -> jax.Array:
@@ -442,12 +470,14 @@ def _tridiagonal(state: _LanczosState) -> jax.Array:
     return jnp.diag(state.alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
 
 
-_lanczos_start = jax.jit(_lanczos_start_impl, static_argnums=(0, 1, 2, 3))
+_lanczos_start = jax.jit(_lanczos_start_impl, static_argnums=0)
+_lanczos_allocate = jax.jit(_lanczos_allocate_impl, static_argnums=0)
 _lanczos_step = jax.jit(_lanczos_step_impl, static_argnums=(0, 1, 2), donate_argnums=(5,))
 
 
 def _lanczos_scan(loss_fn, curvature, mask_leaves, num_iters, params, batch, key, init):
-    state = _lanczos_start_impl(loss_fn, curvature, mask_leaves, num_iters, params, batch, key, init)
+    _check_num_iters(num_iters, mask_leaves, params)
+    state = _lanczos_allocate_impl(num_iters, *_lanczos_start_impl(mask_leaves, params, key, init))
     return jax.lax.fori_loop(
         0,
         num_iters,
@@ -457,7 +487,8 @@ def _lanczos_scan(loss_fn, curvature, mask_leaves, num_iters, params, batch, key
 
 
 def _lanczos_host(loss_fn, curvature, mask_leaves, num_iters, params, batch, key, init):
-    state = _lanczos_start(loss_fn, curvature, mask_leaves, num_iters, params, batch, key, init)
+    _check_num_iters(num_iters, mask_leaves, params)
+    state = _lanczos_allocate(num_iters, *_lanczos_start(mask_leaves, params, key, init))
     for _ in range(num_iters):
         state = _lanczos_step(loss_fn, curvature, mask_leaves, params, batch, state)
     return state
@@ -683,7 +714,8 @@ def spectral_density(
 
 def _hutchinson_sample_impl(loss_fn, curvature, mask_leaves, params, batch, key, i):
     op = _flat(loss_fn, curvature, mask_leaves, params, batch)
-    v = op.project(jax.random.rademacher(jax.random.fold_in(key, i), (op.size,), dtype=op.dtype))
+    view = op.view
+    v = view.project(jax.random.rademacher(jax.random.fold_in(key, i), (view.size,), dtype=view.dtype))
     return v @ op.matvec(v)
 
 
@@ -709,17 +741,11 @@ def _hutchinson_scan_impl(loss_fn, curvature, mask_leaves, num_samples, params, 
 
 def _hutchpp_signs(mask_leaves, params, key, num_sketch, num_rest):
     """Sketch and Hutchinson sign matrices (rows), masked."""
-    dtype = _result_dtype(params)
-    flat_params, _ = ravel_pytree(params)
-    size = flat_params.shape[0]
+    view = _flat_view(mask_leaves, params)
     k1, k2 = jax.random.split(key)
-    signs_s = jax.random.rademacher(k1, (num_sketch, size), dtype=dtype)
-    signs_g = jax.random.rademacher(k2, (num_rest, size), dtype=dtype)
-    if mask_leaves is not None:
-        mask = np.concatenate([np.full(math.prod(jnp.shape(l)), m, dtype=bool)
-                               for l, m in zip(jax.tree.leaves(params), mask_leaves)])
-        signs_s, signs_g = signs_s * mask, signs_g * mask
-    return signs_s, signs_g
+    signs_s = jax.random.rademacher(k1, (num_sketch, view.size), dtype=view.dtype)
+    signs_g = jax.random.rademacher(k2, (num_rest, view.size), dtype=view.dtype)
+    return view.project(signs_s), view.project(signs_g)
 
 
 def _hutchpp_basis_impl(cs):
@@ -730,6 +756,11 @@ def _hutchpp_basis_impl(cs):
 
 def _hutchpp_deflate_impl(q_rows, g_rows):
     return g_rows - (g_rows @ q_rows.T) @ q_rows
+
+
+def _hutchpp_basis_deflate_impl(cs, g_rows):
+    q_rows = _hutchpp_basis_impl(cs)
+    return q_rows, _hutchpp_deflate_impl(q_rows, g_rows)
 
 
 def _hutchpp_combine_impl(q_rows, cq_rows, g_rows, cg_rows):
@@ -753,8 +784,7 @@ _hutchinson_scan = jax.jit(_hutchinson_scan_impl, static_argnums=(0, 1, 2, 3))
 _flat_matvec = jax.jit(_flat_matvec_impl, static_argnums=(0, 1, 2))
 _hutchpp_scan = jax.jit(_hutchpp_scan_impl, static_argnums=(0, 1, 2, 3, 4))
 _hutchpp_signs_jit = jax.jit(_hutchpp_signs, static_argnums=(0, 3, 4))
-_hutchpp_basis = jax.jit(_hutchpp_basis_impl)
-_hutchpp_deflate = jax.jit(_hutchpp_deflate_impl)
+_hutchpp_basis_deflate = jax.jit(_hutchpp_basis_deflate_impl)
 _hutchpp_combine = jax.jit(_hutchpp_combine_impl)
 
 
@@ -830,8 +860,7 @@ def hessian_trace(
         return jnp.stack([_flat_matvec(*args, params, batch, x) for x in rows])
 
     signs_s, signs_g = _hutchpp_signs_jit(mask_leaves, params, key, num_sketch, num_rest)
-    q_rows = _hutchpp_basis(apply(signs_s))
-    g_rows = _hutchpp_deflate(q_rows, signs_g)
+    q_rows, g_rows = _hutchpp_basis_deflate(apply(signs_s), signs_g)
     return _hutchpp_combine(q_rows, apply(q_rows), g_rows, apply(g_rows))
 
 
