@@ -394,13 +394,16 @@ def _orthogonalise(basis, w):
 def _lanczos_start_impl(mask_leaves, params, key, init):
     """(q₀, seed): the unit start vector (Rademacher from ``key``, or ``init``), masked."""
     view = _flat_view(mask_leaves, params)
-    start_key, seed_key = jax.random.split(key)
+    # One PRNG draw (threefry is slow to compile on CPU): n + 1 random bits, the first n give the
+    # Rademacher signs, the last one the seed of the restart vectors.
+    bits = jax.random.bits(key, (view.size + 1,), jnp.uint32)
+    seed = (bits[-1] >> 8).astype(view.dtype) / (1 << 24)
     if init is None:
-        v0 = jax.random.rademacher(start_key, (view.size,), dtype=view.dtype)
+        v0 = jnp.where(bits[:-1] & 1, 1.0, -1.0).astype(view.dtype)
     else:
         v0 = view.to_flat(init)
     v0 = view.project(v0)
-    return v0 / jnp.linalg.norm(v0), jax.random.uniform(seed_key, (), view.dtype)
+    return v0 / jnp.linalg.norm(v0), seed
 
 
 def _lanczos_allocate_impl(num_iters, q0, seed):
