@@ -36,7 +36,7 @@ Lanczos is hand-written here rather than taken from matfree 0.6.3 (``decomp.trid
 ``reortho="full"``, an Arnoldi loop): matfree runs only inside a ``lax.fori_loop`` (no host-loop
 layout), has no restart on breakdown (it divides by a zero β), and flattens with ``ravel_pytree``
 as we do. Measured on a narrow VGG-11 (0.58 M params, batch 32, 2 shared CPU cores,
-benchmarks/bench_curvature.py): matfree ≈ 4.1–4.4 HVP-times per step and our ``"scan"`` ≈ 4.0–4.7
+benchmarks/bench_curvature.py): matfree ≈ 4–5.3 HVP-times per step and our ``"scan"`` ≈ 4–5.2
 (the while-loop penalty), our ``"host"`` ≈ 1.0–1.1; the tests check that both give the same Ritz
 values from the same start vector.
 
