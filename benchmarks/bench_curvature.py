@@ -160,7 +160,7 @@ def run(norm, args):
     for rep in range(args.compile_reps):
         for m_c in (10, 80):
             # A fresh loss function object per measurement: nothing comes from the jit caches.
-            fresh = lambda p, b: loss_fn(p, b)  # noqa: E731
+            fresh = lambda p, b: loss_fn(p, b)
             times_c = {"host": host_compile_time(fresh, *p_b, m_c)}
             if "scan" in args.strategies:
                 times_c["scan"] = compile_time(_curvature._eigs_scan, fresh, "hessian", None, m_c, 1,

@@ -19,7 +19,6 @@ Tolerances (one helper, ``assert_close``):
 from __future__ import annotations
 
 import doctest
-import time
 
 import jax
 import jax.numpy as jnp
@@ -316,7 +315,7 @@ def test_mlp_trace_and_density_against_dense(mlp):
 
 
 def test_cnn_eigs_host_and_scan_agree_with_dense(cnn):
-    params, batch, H, evals = cnn
+    params, batch, _, evals = cnn
     kw = dict(key=key(), num_iters=evals.size)
     host = probes.hessian_eigs(cnn_loss, params, batch, 3, strategy="host", **kw)
     scan = probes.hessian_eigs(cnn_loss, params, batch, 3, strategy="scan", **kw)
@@ -367,7 +366,7 @@ def test_gradient_curvature_against_dense(mlp):
 
 
 def test_gauss_newton_against_dense(mlp):
-    params, batch, H, evals_h = mlp
+    params, batch, _, evals_h = mlp
     flat_p, unravel = ravel_pytree(params)
     J = np.asarray(jax.jit(jax.jacfwd(lambda x: mlp_logits(unravel(x), batch).reshape(-1)))(flat_p))
     z = np.asarray(mlp_logits(params, batch))
