@@ -15,6 +15,10 @@ Parameter paths and masks — :mod:`landscape.probes._paths`:
 Loss surfaces (Li et al. 2018; Goodfellow et al. 2015) — :mod:`landscape.probes._surface`:
     :func:`random_direction`, :func:`interpolation_direction`, :func:`pca_directions`,
     :func:`loss_surface`, :func:`save_surface`, :func:`load_surface`.
+Curvature (Hessian / Gauss–Newton eigenpairs, trace, spectral density) —
+:mod:`landscape.probes._curvature`:
+    :func:`hessian_eigs`, :func:`hessian_trace`, :func:`spectral_density`, :func:`hvp`,
+    :func:`gnvp`, :func:`gradient_curvature`.
 """
 
 from landscape.probes._activations import ActivationStats, activation_statistics
@@ -44,6 +48,20 @@ from landscape.probes._step import (
     noise_floor,
     step_probe,
     summarize,
+)
+from landscape.probes._curvature import (
+    CURVATURE_STRATEGIES,
+    GaussNewton,
+    GradientCurvature,
+    HessianEigs,
+    HessianTrace,
+    SpectralDensity,
+    gnvp,
+    gradient_curvature,
+    hessian_eigs,
+    hessian_trace,
+    hvp,
+    spectral_density,
 )
 
 __all__ = [
@@ -77,4 +95,16 @@ __all__ = [
     "save_surface",
     "step_probe",
     "summarize",
+    "CURVATURE_STRATEGIES",
+    "GaussNewton",
+    "GradientCurvature",
+    "HessianEigs",
+    "HessianTrace",
+    "SpectralDensity",
+    "gnvp",
+    "gradient_curvature",
+    "hessian_eigs",
+    "hessian_trace",
+    "hvp",
+    "spectral_density",
 ]
