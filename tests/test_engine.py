@@ -175,3 +175,30 @@ def test_tensorboard_sink_mirrors_the_records(tmp_path):
                                                                   rel=1e-6)
     assert "probes/grad_norm_per_layer/head/kernel" in scalars
     assert json.loads((tmp_path / "run.json").read_text())["final_step"] == 8
+
+
+def test_curvature_hook_matches_dense_hessian(tmp_path):
+    """λ_max and gᵀHg/‖g‖² recorded at step 0 equal the dense float64 Hessian's on batch 0."""
+    from jax.flatten_util import ravel_pytree
+
+    from landscape import bridge
+    from landscape.data import batch_at
+    from landscape.engine import CurvatureHook, build_config_model, load_run_data
+
+    cfg = TrainConfig(**{**TINY, "width": 0.05, "steps": 2, "dtype": "float64", "norm": "none"})
+    train(cfg, tmp_path, progress=False, hooks=[CurvatureHook(every=0, at=(0,), num_iters=30)])
+    rec = read_records(tmp_path / "curvature.jsonl")
+    assert [r["step"] for r in rec] == [0] and rec[0]["mode"] == "batch_stats"
+    with jax.enable_x64(True):
+        train_data, _, shape, classes = load_run_data(cfg)
+        model = bridge.cast(build_config_model(cfg, shape, classes), jnp.float64)
+        _, params, state = bridge.split(model)
+        x, y = batch_at(train_data, 0, cfg.batch_size, seed=cfg.seed)
+        batch = bridge.make_batch(jnp.asarray(x, jnp.float64), jnp.asarray(y), state)
+        flat, unravel = ravel_pytree(params)
+        loss = lambda f: bridge.make_loss_fn(model)(unravel(f), batch)  # noqa: E731
+        hessian = np.asarray(jax.hessian(loss)(flat))
+        g = np.asarray(jax.grad(loss)(flat))
+    top = np.linalg.eigvalsh(hessian)[-1]
+    assert_close(rec[0]["lambda_max"], top, 1e-6, name="λ_max")  # 30 Lanczos steps, float64
+    assert_close(rec[0]["gradient_curvature"], g @ hessian @ g / (g @ g), 1e-9, name="gᵀHg/‖g‖²")

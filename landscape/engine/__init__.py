@@ -10,7 +10,7 @@
 - :mod:`landscape.engine.loop` — :func:`train`, which composes them.
 """
 
-from landscape.engine.hooks import (Hook, Measurement, MeasurementHook, ProbeSchedule, RunContext,
+from landscape.engine.hooks import (Curvature, CurvatureHook, Hook, Measurement, MeasurementHook, ProbeSchedule, RunContext,
                                     Schedule, StepContext, StepInputs, StepProbeHook, probe_record)
 from landscape.engine.loop import (TrainResult, build_config_model, default_hooks, load_run_data,
                                    train)
@@ -20,7 +20,7 @@ from landscape.engine.state import (GradientOutput, StepFunctions, TrainState, b
                                     init_train_state, lr_schedule)
 
 __all__ = [
-    "GradientOutput", "Hook", "JsonlSink", "Measurement", "MeasurementHook", "ProbeSchedule",
+    "Curvature", "CurvatureHook", "GradientOutput", "Hook", "JsonlSink", "Measurement", "MeasurementHook", "ProbeSchedule",
     "RecordSink", "RunContext", "RunDir", "RunExistsError", "Schedule", "Sinks", "StepContext",
     "StepFunctions", "StepInputs", "StepProbeHook", "TensorBoardSink", "TrainResult", "TrainState",
     "build_config_model", "build_optimizer", "default_hooks", "init_train_state", "load_run_data",

@@ -17,7 +17,8 @@ update — so a Figure-4 probe costs K (+1 for its rounding floor) gradients bey
 Results stay on the device until the loop writes them in blocks; the carries (e.g. a warm-start
 eigenvector) are saved in every checkpoint, so a resumed run repeats an uninterrupted one.
 
-Built-in hooks: :class:`StepProbeHook` (Figure 4 + per-layer gradient norms) and
+Built-in hooks: :class:`StepProbeHook` (Figure 4 + per-layer gradient norms),
+:class:`CurvatureHook` (λ_max by warm-started Lanczos and gᵀHg/‖g‖², every N steps) and
 :class:`MeasurementHook` (adapts a host-side :class:`Measurement`, the pre-hook API). See
 ``examples/custom_hook.py`` for a user-defined hook.
 """
@@ -30,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -38,7 +40,7 @@ from landscape import bridge, probes
 from landscape.config import TrainConfig
 from landscape.records import to_jsonable
 
-__all__ = ["Hook", "Measurement", "MeasurementHook", "ProbeSchedule", "RunContext", "Schedule",
+__all__ = ["Curvature", "CurvatureHook", "Hook", "Measurement", "MeasurementHook", "ProbeSchedule", "RunContext", "Schedule",
            "StepContext", "StepInputs", "StepProbeHook", "probe_record"]
 
 
@@ -186,6 +188,66 @@ class StepProbeHook(Hook):
         probe, per_leaf = result
         rec = probe_record(step, probe, tag=self.tag)
         rec["grad_norm_per_layer"] = probes.per_leaf_dict(per_leaf)
+        return rec
+
+
+class Curvature(NamedTuple):
+    """One :class:`CurvatureHook` result (scalars; ``eigenvalues`` (k,), largest first)."""
+
+    eigenvalues: jax.Array         # top-k Hessian eigenvalues λ₁ ≥ … ≥ λ_k (λ₁ = λ_max, the β)
+    residuals: jax.Array           # (k,) Lanczos residual estimates ‖Hv − λv‖
+    gradient_curvature: jax.Array  # gᵀHg/‖g‖², the curvature along the step direction
+    grad_norm: jax.Array           # ‖g‖
+
+
+class CurvatureHook(Hook):
+    """The local smoothness β = λ_max(∇²L) every N steps, next to the Figure-4 proxy.
+
+    At a due step t, on step t's minibatch in BatchNorm ``mode`` (recorded with every result):
+    the top-``k`` Hessian eigenvalues by Lanczos (:func:`landscape.probes.hessian_eigs`,
+    ``num_iters`` Hessian-vector products), **warm-started** from the previous top eigenvector
+    (the carry, saved in checkpoints), and the curvature along the gradient gᵀHg/‖g‖²
+    (:func:`landscape.probes.gradient_curvature`). Writes ``curvature.jsonl``. On CPU the Lanczos
+    loop runs from the host over one compiled step (XLA:CPU runs convolutions inside a while loop
+    ~10× slower), so the hook is not jitted there; elsewhere the whole measurement is one jit.
+
+    Example:
+        >>> hook = CurvatureHook(every=20, num_iters=20)
+        >>> train(config, "runs/x", hooks=[hook])   # runs/x/curvature.jsonl
+    """
+
+    def __init__(self, *, every: int = 20, at: Sequence[int] = (), k: int = 1, num_iters: int = 20,
+                 mode: str = "batch_stats", name: str = "curvature", strategy: str = "auto"):
+        bridge.check_mode(mode)
+        self.name, self.schedule, self.mode = name, Schedule(int(every), tuple(at)), mode
+        self.k, self.num_iters = int(k), int(num_iters)
+        if strategy == "auto":
+            strategy = "host" if jax.default_backend() == "cpu" else "scan"
+        self.strategy = strategy
+        self.jit = strategy != "host"
+
+    def setup(self, run: RunContext) -> None:
+        self.loss_fn = run.loss_fn(self.mode)
+
+    def init(self, params, *, key):
+        # a fixed random start; each later measurement starts from the previous top eigenvector
+        leaves, treedef = jax.tree.flatten(params)
+        keys = jax.random.split(key, len(leaves))
+        return jax.tree.unflatten(treedef, [jax.random.normal(k, jnp.shape(p), jnp.result_type(p))
+                                            for k, p in zip(keys, leaves)])
+
+    def measure(self, carry, inputs: StepInputs):
+        eigs = probes.hessian_eigs(self.loss_fn, inputs.params, inputs.batch, self.k,
+                                   key=jax.random.key(0), num_iters=self.num_iters, init=carry,
+                                   strategy=self.strategy)
+        along = probes.gradient_curvature(self.loss_fn, inputs.params, inputs.batch)
+        top = jax.tree.map(lambda v: v[0], eigs.eigenvectors)
+        return Curvature(eigs.eigenvalues, eigs.residuals, along.curvature, along.grad_norm), top
+
+    def record(self, step: int, result) -> dict[str, Any]:
+        rec = super().record(step, result)
+        rec["lambda_max"] = rec["eigenvalues"][0]
+        rec["mode"] = self.mode
         return rec
 
 
