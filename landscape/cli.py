@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     rep = sub.add_parser("reproduce", help="reproduce a paper figure")
     rep.add_argument("figure", choices=sorted(EXPERIMENTS), help="which figure")
+    rep.add_argument("--curvature", action="store_true",
+                     help="fig4: also measure λ_max(∇²L) (Lanczos) and gᵀHg/‖g‖² at every probe, "
+                          "beside the effective β")
     rep.add_argument("--seeds", type=_positive_int,
                      help="fig4: train each model for N matched seeds; the summary gives each "
                           "BN-vs-vanilla fraction with a 95 %% interval over seeds")
@@ -130,6 +133,10 @@ def _run(args: argparse.Namespace) -> int:
                 if args.figure != "fig4":
                     raise UsageError("--seeds applies to fig4 (and to compare)")
                 extra["seeds"] = args.seeds
+            if args.curvature:
+                if args.figure != "fig4":
+                    raise UsageError("--curvature applies to fig4")
+                extra["curvature"] = True
             experiment = reproduce.EXPERIMENTS[args.figure](args.preset, **extra, **_overrides(args))
             out = Path(args.out or f"runs/{args.figure}")
         else:

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
+
+from landscape.records import FIG4_FIELDS as RECORD_FIG4_FIELDS
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -64,8 +66,7 @@ PathLike = str | os.PathLike
 DEFAULT_DPI: int = 150
 
 #: The per-step arrays :func:`plot_fig4` reads (all the same length as ``steps``).
-FIG4_FIELDS: tuple[str, ...] = ("steps", "loss_min", "loss_max", "grad_change_min",
-                                "grad_change_max", "effective_beta", "grad_norm")
+FIG4_FIELDS: tuple[str, ...] = ("steps",) + RECORD_FIG4_FIELDS  # the arrays a Fig.-4 summary holds
 
 # ----------------------------------------------------------------------------------------------
 # Colours
@@ -329,7 +330,9 @@ def plot_fig4(models: Mapping[str, Mapping[str, Any]], *, title: str | None = No
     Args:
       models: label → summary with equal-length arrays ``steps``, ``loss_min``, ``loss_max``,
         ``grad_change_min``, ``grad_change_max``, ``effective_beta`` (``grad_norm`` may be present;
-        it is not drawn). :func:`summary_from_probe_rows` builds one from ``probes.jsonl`` rows.
+        it is not drawn); optional ``lambda_max`` and ``gradient_curvature`` (the Hessian's top
+        eigenvalue and gᵀHg/‖g‖² at the same steps) are drawn dashed / dotted in panel (c).
+        :func:`summary_from_probe_rows` builds one from ``probes.jsonl`` rows.
       title: figure title.
       diverged: label → step at which that run diverged (``None`` = did not); drawn as a dashed line
         with a "diverged" note on every panel.
@@ -365,10 +368,16 @@ def plot_fig4(models: Mapping[str, Mapping[str, Any]], *, title: str | None = No
                           log=True, alpha=alpha)
         drawn[1] |= _band(axes[1], x, data["grad_change_min"], data["grad_change_max"], color=c,
                           label=label, log=True, alpha=alpha)
-    beta_log = _all_positive(*[_arr(s.get("effective_beta")) for s in models.values()])
+    curvature = {"lambda_max": ("--", "λ_max(∇²L)"), "gradient_curvature": (":", "gᵀHg/‖g‖²")}
+    beta_log = _all_positive(*[_arr(s.get(k)) for s in models.values()
+                               for k in ("effective_beta", *curvature) if k in s])
     for label, summary in models.items():
         drawn[2] |= _line(axes[2], _arr(summary.get("steps")), _arr(summary.get("effective_beta")),
                           color=colors[label], label=label, log=beta_log, lw=1.2)
+        for key, (style, name) in curvature.items():  # the true smoothness, when measured
+            if key in summary:
+                _line(axes[2], _arr(summary.get("steps")), _arr(summary[key]), color=colors[label],
+                      label=f"{label}: {name}", log=beta_log, lw=1.0, ls=style)
     for i, ax in enumerate(axes):
         if i < 2 or beta_log:
             ax.set_yscale("log")

@@ -66,3 +66,23 @@ def test_mean_interval_single_value_and_nan():
     assert mean_interval([0.4])["ci95"] == [0.4, 0.4]
     r = mean_interval([math.nan, 1.0, 3.0])
     assert r["n"] == 2 and r["mean"] == 2.0
+
+
+def test_fig4_with_curvature_records_tracks_the_proxy(tmp_path):
+    """λ_max / gᵀHg/‖g‖² rows land beside β in the summary; the ratios and rank correlation."""
+    from landscape.experiments.fig4 import proxy_against_curvature
+
+    run = _run([1.0, 2.0, 3.0, 4.0], [1, 1, 1, 1])
+    run["curvature"] = [{"step": 10 * i, "lambda_max": 2.0 * b, "gradient_curvature": b}
+                        for i, b in enumerate([1.0, 2.0, 3.0, 4.0])]
+    summary = fig4_finalize(tmp_path, {"batchnorm": run, "vanilla": _run([2] * 4, [2] * 4)})
+    bn = summary["models"]["batchnorm"]
+    assert bn["lambda_max"] == [2.0, 4.0, 6.0, 8.0]
+    tracked = summary["proxy_against_true_beta"]["batchnorm"]
+    assert tracked["median_beta_over_lambda_max"] == pytest.approx(0.5)
+    assert tracked["median_beta_over_gradient_curvature"] == pytest.approx(1.0)
+    assert tracked["rank_correlation_beta_lambda_max"] == pytest.approx(1.0)
+    anti = proxy_against_curvature({"effective_beta": [1, 2, 3], "lambda_max": [3, 2, 1],
+                                    "gradient_curvature": [1, 1, 1]})
+    assert anti["rank_correlation_beta_lambda_max"] == pytest.approx(-1.0)
+    assert "vanilla" not in summary["proxy_against_true_beta"]

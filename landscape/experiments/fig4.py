@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from landscape.choices import check_number
+from landscape.records import FIG4_FIELDS
 from landscape.config import ConfigError
 from landscape.experiments.base import (Experiment, aggregate_over_seeds, final_train_loss,
                                         mean_interval, preset_config)
@@ -26,8 +27,6 @@ __all__ = ["FIG4_CLAIMS", "FIG4_FIELDS", "fig4_experiment", "fig4_finalize", "fi
 
 # --------------------------------------------------------------------------------- Figure 4
 
-FIG4_FIELDS = ("loss_min", "loss_max", "grad_change_min", "grad_change_max", "effective_beta",
-               "grad_norm")
 #: The claims compared between BatchNorm and vanilla: name → (field, field subtracted or None).
 FIG4_CLAIMS = {
     "fraction_steps_bn_grad_change_below_vanilla": ("grad_change_max", None),
@@ -42,7 +41,8 @@ def fig4_summary(run: Mapping[str, Any]) -> dict[str, Any]:
     Equal-length arrays ``steps``, :data:`FIG4_FIELDS` (NaN → null), ``grad_change_floor`` (the
     rounding floor of each probe) and ``num_beta_excluded`` (η left out of β for being within
     ``floor_factor`` floors), plus the final ``train_loss`` (:func:`final_train_loss`),
-    ``test_accuracy`` (last evaluation) and ``diverged_at_step``.
+    ``test_accuracy`` (last evaluation) and ``diverged_at_step``; with ``--curvature`` also
+    ``lambda_max`` and ``gradient_curvature`` (the true smoothness beside its proxy).
     """
     from landscape.plotting import summary_from_probe_rows
 
@@ -56,7 +56,38 @@ def fig4_summary(run: Mapping[str, Any]) -> dict[str, Any]:
     by_step = {int(r["step"]): r for r in run["probes"]}
     for f in ("grad_change_floor", "num_beta_excluded"):
         entry[f] = [by_step[s].get(f, math.nan) for s in entry["steps"]]
+    if run.get("curvature"):  # λ_max and gᵀHg/‖g‖² measured at the probed steps (--curvature)
+        curv = {int(r["step"]): r for r in run["curvature"]}
+        for f in ("lambda_max", "gradient_curvature"):
+            entry[f] = [float(curv[s][f]) if s in curv else math.nan for s in entry["steps"]]
     return entry
+
+
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's ρ (Pearson correlation of the ranks; ties broken by order), NaN below 3 points."""
+    if a.size < 3:
+        return math.nan
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def proxy_against_curvature(entry: Mapping[str, Any]) -> dict[str, float]:
+    """Does the effective β (a finite difference along −g) track the true smoothness?
+
+    Over the steps where both are finite: the median of β_eff/λ_max and of β_eff/(gᵀHg/‖g‖²),
+    and Spearman's rank correlation of β_eff with each over training. β_eff ≤ λ_max for a
+    quadratic (a secant slope along one direction cannot exceed the top eigenvalue); along −g it
+    equals gᵀHg/‖g‖² there, so the second ratio measures the non-quadratic part over the η range.
+    """
+    beta = np.asarray(entry["effective_beta"], float)
+    out: dict[str, float] = {}
+    for key, short in (("lambda_max", "lambda_max"), ("gradient_curvature", "gradient_curvature")):
+        other = np.asarray(entry.get(key, []), float)
+        ok = np.isfinite(beta) & np.isfinite(other) & (other != 0) if other.size else np.zeros(0, bool)
+        out[f"median_beta_over_{short}"] = float(np.median(beta[ok] / other[ok])) if ok.any() else math.nan
+        out[f"rank_correlation_beta_{short}"] = _rank_correlation(beta[ok], other[ok])
+        out["points"] = int(ok.sum())
+    return out
 
 
 def _claims(bn: Mapping[str, Any], va: Mapping[str, Any]) -> dict[str, float]:
@@ -88,6 +119,9 @@ def fig4_finalize(out: Path, runs: dict[str, dict[str, Any]], *, title: str | No
                                "config": {label: run["config"] for label, run in runs.items()}}
     if "batchnorm" in models and "vanilla" in models:
         summary["comparison"] = _claims(models["batchnorm"], models["vanilla"])
+    tracked = {label: proxy_against_curvature(m) for label, m in models.items() if "lambda_max" in m}
+    if tracked:
+        summary["proxy_against_true_beta"] = tracked
     diverged = {k: v["diverged_at_step"] for k, v in models.items()}
     plot_fig4(models, title=title, diverged=diverged, path=out / figure_name)
     for label, d in diverged.items():
@@ -144,7 +178,8 @@ def fig4_seeds_finalize(out: Path, runs: dict[str, dict[str, Any]], *, seeds: Se
     return summary
 
 
-def fig4_experiment(preset: str = "quick", *, seeds: int = 1, **overrides: Any) -> Experiment:
+def fig4_experiment(preset: str = "quick", *, seeds: int = 1, curvature: bool = False,
+                    curvature_iters: int = 20, **overrides: Any) -> Experiment:
     """Santurkar et al. Figure 4: the same VGG with BatchNorm and without, matched seeds.
 
     Both runs share every setting (data order, initialisation seed, η grid) but the normalization.
@@ -152,22 +187,37 @@ def fig4_experiment(preset: str = "quick", *, seeds: int = 1, **overrides: Any) 
     ``batchnorm/seed{s}``, ``vanilla/seed{s}``): training at lr 0.1 amplifies float32 rounding, so
     one seed is one sample of a chaotic process; the summary then gives each claim's mean and 95 %
     interval over seeds (:func:`fig4_seeds_finalize`).
+
+    With ``curvature=True`` every probe also measures the smoothness the proxy stands for, on the
+    same batch and in the same BatchNorm mode (:class:`~landscape.engine.CurvatureHook`): the
+    Hessian's top eigenvalue λ_max by ``curvature_iters`` warm-started Lanczos steps, and the
+    curvature along the gradient gᵀHg/‖g‖². Panel (c) draws them beside the effective β and
+    ``summary["proxy_against_true_beta"]`` says how well the proxy tracks them.
     """
     seeds = int(check_number("seeds", seeds, minimum=1, integer=True, error=ConfigError))
+    curvature_iters = int(check_number("curvature_iters", curvature_iters, minimum=2, integer=True,
+                                       error=ConfigError))
     base = preset_config(preset, **overrides)
     title = (f"{base.model} (width {base.width:g}) on {base.dataset}, lr {base.lr:g}, "
              f"η ∈ [{base.step_size_lo:g}, {base.step_size_hi:g}]×lr")
     options = {"preset": preset, **overrides}
+    hooks = lambda label, cfg: ()  # noqa: E731
+    if curvature:
+        from landscape.engine import CurvatureHook
+
+        options.update(curvature=True, curvature_iters=curvature_iters)
+        hooks = lambda label, cfg: [CurvatureHook(  # noqa: E731
+            every=cfg.probe_every, at=cfg.probe_at, num_iters=curvature_iters, mode=cfg.probe_mode)]
     if seeds == 1:
         runs = {"batchnorm": base.replace(norm="batch", tag="batchnorm"),
                 "vanilla": base.replace(norm="none", tag="vanilla")}
         return Experiment("fig4", runs, lambda out, r: fig4_finalize(out, r, title=title),
-                          options=options)
+                          hooks=hooks, options=options)
     chosen = [base.seed + i for i in range(seeds)]
     runs = {f"{model}/seed{s}": base.replace(norm=norm, tag=model, seed=s)
             for model, norm in (("batchnorm", "batch"), ("vanilla", "none")) for s in chosen}
     return Experiment("fig4", runs,
                       lambda out, r: fig4_seeds_finalize(out, r, seeds=chosen, title=title),
-                      options={**options, "seeds": seeds})
+                      hooks=hooks, options={**options, "seeds": seeds})
 
 
