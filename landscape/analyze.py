@@ -35,6 +35,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -46,6 +47,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from landscape import bridge, probes
 from landscape.choices import BN_MODES
@@ -246,6 +248,14 @@ def _prepare_folder(out: Path, manifest: dict[str, Any], overwrite: bool) -> Non
     truncate_records(out / "analysis.jsonl", before_step=2**62)  # complete rows only
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled(graphdef: Any, mode: str, strategy: str, kind: str) -> tuple[Callable, Callable]:
+    """``(loss_fn, jitted probe)`` per model structure and mode: one object each, so the probe and
+    the surface chunks compile once per process, not once per run folder or step."""
+    loss_fn = bridge.make_loss_fn(graphdef, mode=mode, loss=kind)
+    return loss_fn, probes.make_step_probe(loss_fn, strategy=strategy)
+
+
 class _Context:
     """What every step of one run's analysis shares: data, the compiled loss and probe."""
 
@@ -261,8 +271,9 @@ class _Context:
                                                                             len(x_train))
         self.restore = restore_model
         model = restore_model(run_dir, step=available[0])
-        self.loss_fn = bridge.make_loss_fn(model, mode=options["mode"])  # one object: no recompiles
-        self.probe = probes.make_step_probe(self.loss_fn, strategy=config.probe_strategy)
+        self.loss_fn, self.probe = _compiled(nnx.graphdef(model), options["mode"],
+                                             config.probe_strategy,
+                                             getattr(model, "loss_kind", "cross_entropy"))
         self.step_sizes = probes.lr_multiples(config.lr, config.step_size_lo, config.step_size_hi,
                                               config.num_step_sizes)
         if 0 in available:
