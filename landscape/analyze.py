@@ -55,7 +55,7 @@ from landscape.config import ConfigError, TrainConfig
 from landscape.records import RecordWriter, read_records, truncate_records, write_json_atomic
 
 __all__ = ["ANALYSIS_DIR", "PROBE_QUANTITIES", "SURFACE_KINDS", "analyze", "analyze_run",
-           "checkpoint_steps", "confidence_band", "interpolation_1d", "interpolation_max_rise",
+           "checkpoint_steps", "confidence_band", "initial_params", "interpolation_1d", "interpolation_max_rise",
            "ring_increase", "surface_2d"]
 
 ANALYSIS_DIR = "analysis"
@@ -248,6 +248,22 @@ def _prepare_folder(out: Path, manifest: dict[str, Any], overwrite: bool) -> Non
     truncate_records(out / "analysis.jsonl", before_step=2**62)  # complete rows only
 
 
+def initial_params(run_dir: Path, config: TrainConfig, input_shape: Sequence[int],
+                   num_classes: int, available: Sequence[int]) -> tuple[Any, str]:
+    """``(θ₀, where from)``: the step-0 checkpoint when there is one, else the initialisation
+    rebuilt from the configuration — :func:`landscape.train.train` builds its model from the
+    config and its seed, so that is the run's θ₀ (not for a run given its own ``model=``)."""
+    from landscape.engine import build_config_model
+    from landscape.train import restore_model
+
+    if 0 in available:
+        return bridge.split(restore_model(run_dir, step=0))[1], "step 0"
+    init = build_config_model(config, input_shape, num_classes)
+    if config.dtype != "float32":
+        bridge.cast(init, config.dtype)
+    return bridge.split(init)[1], "initialisation (rebuilt from config)"
+
+
 @functools.lru_cache(maxsize=16)
 def _compiled(graphdef: Any, mode: str, strategy: str, kind: str) -> tuple[Callable, Callable]:
     """``(loss_fn, jitted probe)`` per model structure and mode: one object each, so the probe and
@@ -261,7 +277,7 @@ class _Context:
 
     def __init__(self, run_dir: Path, config: TrainConfig, options: dict[str, Any],
                  available: list[int]):
-        from landscape.engine import build_config_model, load_run_data
+        from landscape.engine import load_run_data
         from landscape.train import restore_model
 
         self.run_dir, self.config, self.options = run_dir, config, options
@@ -276,13 +292,8 @@ class _Context:
                                              getattr(model, "loss_kind", "cross_entropy"))
         self.step_sizes = probes.lr_multiples(config.lr, config.step_size_lo, config.step_size_hi,
                                               config.num_step_sizes)
-        if 0 in available:
-            self.init_params, self.init_from = bridge.split(restore_model(run_dir, step=0))[1], "step 0"
-        else:  # train() builds the model from the config and its seed: the same θ₀
-            init = build_config_model(config, input_shape, num_classes)
-            if config.dtype != "float32":
-                bridge.cast(init, config.dtype)
-            self.init_params, self.init_from = bridge.split(init)[1], "initialisation (rebuilt)"
+        self.init_params, self.init_from = initial_params(run_dir, config, input_shape,
+                                                          num_classes, available)
 
     def batch(self, index: int, state: Any) -> dict[str, Any]:
         from landscape.data import batch_at
