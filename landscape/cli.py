@@ -194,7 +194,11 @@ def _print_summary(out: Path, summary: dict[str, Any]) -> None:
         if entry.get("diverged_at_step") is not None:
             line += f", diverged at step {entry['diverged_at_step']}"
         print(line)
-    for key, value in summary.get("comparison", {}).items():
+    comparison = summary.get("comparison", {})
+    if isinstance(comparison, str):  # a written comparison (reproduce surfaces)
+        print(f"  {comparison}")
+        return
+    for key, value in comparison.items():
         print(f"  {key}: {value:.2f}")
 
 

@@ -186,8 +186,18 @@ def _contour(ax, a, b, z, trajectory=None):
     ax.contour(X, Y, z, levels=levels, colors="k", linewidths=0.3, alpha=0.5)
     if trajectory is not None:
         ax.plot(trajectory[:, 0], trajectory[:, 1], "o-", color="#d62728", ms=2.5, lw=1)
-        ax.plot(*trajectory[-1], "*", color="gold", mec="k", ms=10)
+        ax.plot(*trajectory[0], "s", color="white", mec="k", ms=6)  # θ₀
+        ax.plot(*trajectory[-1], "*", color="gold", mec="k", ms=10)  # θ_final
     return filled
+
+
+def _colorbar(fig, filled, ax) -> None:
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    bar = fig.colorbar(filled, ax=ax)
+    bar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    bar.ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    bar.ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _plot_grid(path: Path, measured: dict[str, dict[str, Any]], title: str) -> None:
@@ -202,14 +212,14 @@ def _plot_grid(path: Path, measured: dict[str, dict[str, Any]], title: str) -> N
     axes = fig.subplots(len(measured), 3, squeeze=False)
     for row, (label, m) in zip(axes, measured.items()):
         s, line, ps = m["surface"], m["interpolation"], m["pca_surface"]
-        fig.colorbar(_contour(row[0], *s.coords, s.loss), ax=row[0])
+        _colorbar(fig, _contour(row[0], *s.coords, s.loss), row[0])
         row[0].set(title=f"{label}: random 2-D slice", xlabel="δ₁", ylabel="δ₂")
         row[1].semilogy(line.coords[0], line.loss, color=colors[label])
         for mark in (0, 1):
             row[1].axvline(mark, color="0.6", lw=0.8, ls="--")
         row[1].set(title=f"{label}: θ₀ → θ_final", xlabel="α", ylabel="loss")
         row[1].grid(alpha=0.3)
-        fig.colorbar(_contour(row[2], *ps.coords, ps.loss, m["pca"].projected), ax=row[2])
+        _colorbar(fig, _contour(row[2], *ps.coords, ps.loss, m["pca"].projected), row[2])
         ev = m["pca"].explained_variance_ratio
         row[2].set(title=f"{label}: PCA plane ({ev[0]:.0%}, {ev[1]:.0%})", xlabel="PC 1",
                    ylabel="PC 2")
