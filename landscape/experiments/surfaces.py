@@ -14,7 +14,7 @@ batch-statistics loss (``mode``, recorded):
    (Li et al. 2018, Sec. 7, Fig. 9).
 
 ``summary.json → models → label``: ``train_loss`` (final, :func:`final_train_loss`),
-``surface_min/max``, ``ring_increase_0.25/0.5`` (mean L on the circle of that radius minus L at
+``surface_min/max``, ``ring_increase_0.25/0.5/1.0`` (mean L on the circle of that radius minus L at
 the centre: a sharpness-like number, :func:`landscape.analyze.ring_increase`),
 ``interpolation_monotone`` and ``interpolation_max_rise``, ``pca_explained_variance``; and
 ``summary["comparison"]``, a text written from those numbers.
@@ -136,6 +136,7 @@ def _entry(run: dict[str, Any], m: dict[str, Any], mode: str) -> dict[str, Any]:
         "surface_min": float(np.nanmin(loss)), "surface_max": float(np.nanmax(loss)),
         "ring_increase_0.25": ring_increase(s.coords, loss, 0.25),
         "ring_increase_0.5": ring_increase(s.coords, loss, 0.5),
+        "ring_increase_1.0": ring_increase(s.coords, loss, 1.0),
         "interpolation_loss_init": at(0.0), "interpolation_loss_final": at(1.0),
         "interpolation_max_rise": rise,
         "interpolation_monotone": bool(rise <= MONOTONE_RTOL * abs(at(0.0))),
@@ -161,7 +162,8 @@ def _comparison(models: dict[str, dict[str, Any]], batch_size: int) -> str:
         f"Filter-normalized random 2-D slice at the end of training ({bn['mode']} loss, one "
         f"training minibatch of {batch_size}): the mean loss increase on the radius-0.5 circle is "
         f"{r_bn:.3g} with BN and {r_va:.3g} without, so {flatter}'s neighbourhood is flatter in "
-        f"this measure (ratio {ratio:.2g}); the slice spans [{bn['surface_min']:.3g}, "
+        f"this measure (ratio {ratio:.2g}); on the radius-1 circle the increase is "
+        f"{bn['ring_increase_1.0']:.3g} (BN) and {va['ring_increase_1.0']:.3g} (vanilla); the slice spans [{bn['surface_min']:.3g}, "
         f"{bn['surface_max']:.3g}] with BN and [{va['surface_min']:.3g}, {va['surface_max']:.3g}] "
         f"without. Interpolation θ₀ → θ_final: BN {mono(bn)}, vanilla {mono(va)}. The top-2 PCA "
         f"directions explain {sum(bn['pca_explained_variance']):.0%} (BN) and "
