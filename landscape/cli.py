@@ -110,6 +110,24 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dir")
     report = sub.add_parser("report", help="write report.html for a run folder")
     report.add_argument("run_dir")
+
+    ana = sub.add_parser("analyze", help="probe, slice and plot the checkpoints of a run folder")
+    ana.add_argument("run_dir", help="a run folder (config.json + checkpoints/) or an experiment "
+                     "folder (experiment.json + run sub-folders)")
+    ana.add_argument("--steps", default="last",
+                     help="checkpoint steps: last, all, or N,M,... (default: last)")
+    ana.add_argument("--num-batches", type=_positive_int, default=4,
+                     help="minibatches per probe, for the 95%% band (default: 4)")
+    ana.add_argument("--surface", choices=("2d", "1d", "none"), default="2d",
+                     help="2d: 2-D slice + interpolation; 1d: interpolation only (default: 2d)")
+    ana.add_argument("--grid", type=_positive_int, default=21, help="2-D grid points per axis")
+    ana.add_argument("--span", type=_positive_float, default=1.0, help="2-D slice half-width")
+    ana.add_argument("--mode", choices=("batch_stats", "running_average"), default="batch_stats",
+                     help="BatchNorm mode of the loss (default: batch_stats, the paper's)")
+    ana.add_argument("--seed", type=_nonnegative_int, default=0, help="key of the directions")
+    ana.add_argument("--overwrite", action="store_true",
+                     help="replace an analysis/ made with other options")
+    ana.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
@@ -157,7 +175,27 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "report":
         print(reproduce.write_report(Path(args.run_dir)))
         return 0
+    if args.command == "analyze":
+        return _analyze(args)
     raise UsageError(f"unknown command {args.command!r}")  # pragma: no cover
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from landscape.analyze import analyze
+
+    result = analyze(args.run_dir, steps=args.steps, num_batches=args.num_batches,
+                     surface=args.surface, grid=args.grid, span=args.span, mode=args.mode,
+                     seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress)
+    for label, run in result.get("runs", {"": result}).items():
+        print(f"wrote {Path(run['run_dir']) / 'analysis'}/")
+        for r in run["records"]:
+            line = (f"  {label + ' ' if label else ''}step {r['step']}: loss {r['loss0_mean']:.4g}, "
+                    f"gradient change {r['grad_change_mean']:.4g}, "
+                    f"effective β {r['effective_beta_mean']:.4g}")
+            if "lambda_max" in r:
+                line += f", λ_max {r['lambda_max']:.4g}"
+            print(line)
+    return 0
 
 
 def _check_resume(args: argparse.Namespace, out: Path) -> None:
@@ -177,7 +215,11 @@ def _print_summary(out: Path, summary: dict[str, Any]) -> None:
         if entry.get("diverged_at_step") is not None:
             line += f", diverged at step {entry['diverged_at_step']}"
         print(line)
-    for key, value in summary.get("comparison", {}).items():
+    comparison = summary.get("comparison", {})
+    if isinstance(comparison, str):  # a written comparison (reproduce surfaces)
+        print(f"  {comparison}")
+        return
+    for key, value in comparison.items():
         print(f"  {key}: {value:.2f}")
 
 

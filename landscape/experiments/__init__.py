@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from landscape.experiments import activations, compare, dln, fig3, fig4, fig5, theorems
+from landscape.experiments import surfaces
 from landscape.experiments.base import Experiment
 
 __all__ = ["EXPERIMENTS", "Experiment", "register_experiment"]
@@ -35,6 +36,7 @@ EXPERIMENTS: dict[str, Callable[..., Experiment]] = {
     "dln": dln.dln_experiment,
     "compare": compare.compare_experiment,
     "theory": theorems.theory_experiment,
+    "surfaces": surfaces.surfaces_experiment,
 }
 
 
