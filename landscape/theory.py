@@ -191,9 +191,9 @@ class Theorem44(NamedTuple):
 
 def standardize(y: Array, epsilon: float) -> tuple[Array, Array]:
     """``(ŷ, σ)`` for ``y`` of shape (m, C): ŷ = (y − mean)/σ, σ = sqrt(biased var + ε), per column."""
-    centered = y - jnp.mean(y, axis=0)
-    sigma = jnp.sqrt(jnp.mean(jnp.square(centered), axis=0) + epsilon)
-    return centered / sigma, sigma
+    centered = y - jnp.mean(y, axis=0, keepdims=True)
+    sigma = jnp.sqrt(jnp.mean(jnp.square(centered), axis=0, keepdims=True) + epsilon)
+    return centered / sigma, sigma[0]
 
 
 def theorem_4_1(grad_bn: Array, grad_vanilla: Array, yhat: Array, gamma: Array, sigma: Array,
@@ -315,7 +315,8 @@ def _compiled(graphdef: nnx.GraphDef, names: tuple[str, ...], kind: str) -> _Com
     def quadratic_forms(params, data, taps0, grads_pre, masks):
         # v = ∇_{y_j} L̂ on the masked unit's slice, 0 elsewhere; the same v once as a tangent of the
         # pre_norm taps (→ vᵀ ∂²L̂/∂y∂y v) and once of the post_norm taps (→ vᵀ H v).
-        v = {n: grads_pre[n] * masks[n] for n in names}
+        v = {n: grads_pre[n] * jnp.reshape(masks[n], (1,) * (grads_pre[n].ndim - 1) + (-1,))
+             for n in names}
         zero = {n: jnp.zeros_like(v[n]) for n in names}
         pre = {n: {"pre_norm": v[n], "post_norm": zero[n]} for n in names}
         post = {n: {"pre_norm": zero[n], "post_norm": v[n]} for n in names}

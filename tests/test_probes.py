@@ -201,8 +201,8 @@ def mlp(x64):
     batch = {"x": jax.random.normal(k4, (16, 5)), "y": jax.random.randint(k5, (16,), 0, 3)}
 
     def loss_fn(params, batch):
-        h = jnp.tanh(batch["x"] @ params["l1"]["w"] + params["l1"]["b"])
-        logits = h @ params["l2"]["w"] + params["l2"]["b"]
+        h = jnp.tanh(batch["x"] @ params["l1"]["w"] + params["l1"]["b"][None, :])
+        logits = h @ params["l2"]["w"] + params["l2"]["b"][None, :]
         logp = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(logp, batch["y"][:, None], axis=1))
 

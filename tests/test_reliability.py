@@ -231,7 +231,7 @@ def test_rerunning_a_run_stopped_by_divergence_trains_nothing(tmp_path):
 
 
 def test_comparison_uses_steps_probed_by_both_runs():
-    from landscape.reproduce import _fraction_below
+    from landscape.experiments.fig4 import fraction_below as _fraction_below
 
     # vanilla stopped early: only steps 0 and 1 are compared
     assert _fraction_below([0, 1, 2, 3], [1.0, 5.0, 1.0, 1.0], [0, 1], [2.0, 2.0]) == 0.5

@@ -259,7 +259,7 @@ def test_random_direction_on_float32_tree():
 
 
 def tanh_net_loss(params, batch):
-    h = jnp.tanh(batch["x"] @ params["w1"] + params["b1"])
+    h = jnp.tanh(batch["x"] @ params["w1"] + params["b1"][None, :])
     return jnp.mean((h @ params["w2"] - batch["y"]) ** 2)
 
 

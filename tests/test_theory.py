@@ -179,8 +179,9 @@ def test_grad_bn_is_the_batchnorm_vjp_of_grad_vanilla(case):
     eps = case.epsilon
     for name, layer in case.layers.items():
         def bn(y):
-            c = y - y.mean(axis=0)
-            return layer.gamma * c / jnp.sqrt(jnp.mean(c * c, axis=0) + eps) + 1.0
+            c = y - y.mean(axis=0, keepdims=True)
+            scale = layer.gamma[None, :] / jnp.sqrt(jnp.mean(c * c, axis=0, keepdims=True) + eps)
+            return c * scale + 1.0
 
         _, vjp = jax.vjp(bn, layer.y)
         assert_close(layer.grad_bn, vjp(layer.grad_vanilla)[0], RTOL64, atol=1e-14, name=name)
