@@ -112,13 +112,135 @@ for png in sorted(p for p in os.listdir(OUT) if p.startswith("compare_") and p.e
 ]
 
 
-def main() -> None:
+CURVATURE = [
+    new_markdown_cell("""# Curvature and loss surfaces on the quick default
+
+Santurkar et al.'s effective β is a finite-difference stand-in for the local smoothness
+β = λ_max(∇²L). This notebook measures the real thing with `landscape.probes`, all jitted and on
+any `loss_fn(params, batch)`:
+
+1. the top of the Hessian spectrum (Lanczos) and its density (stochastic Lanczos quadrature),
+2. sharpness over training — λ_max every few steps as an engine hook, warm-started,
+3. a filter-normalized 2-D loss surface (Li et al. 2018),
+4. `landscape analyze` on the saved run: probes, surfaces and λ_max at its checkpoints.
+
+Settings are the quick CPU default; the tests run this notebook with tiny ones."""),
+    new_code_cell("""import os
+import jax, numpy as np
+from landscape import build_model, data, make_batch, make_loss_fn, split, probes
+from landscape.config import TrainConfig
+
+STEPS = int(os.environ.get("LANDSCAPE_NB_STEPS", 200))
+PROBE_EVERY = int(os.environ.get("LANDSCAPE_NB_PROBE_EVERY", 20))
+DATASET = os.environ.get("LANDSCAPE_NB_DATASET", "mnist5k")
+GRID = int(os.environ.get("LANDSCAPE_NB_GRID", 21))
+ITERS = int(os.environ.get("LANDSCAPE_NB_ITERS", 20))
+OUT = os.environ.get("LANDSCAPE_NB_OUT", "runs/notebook_curvature")"""),
+    new_markdown_cell("""## 1. The spectrum at initialisation, BatchNorm vs none
+
+`hessian_eigs` runs Lanczos with full reorthogonalisation (on CPU a host loop over one compiled
+step; under `jit` or on a GPU one `scan`); `spectral_density` averages the Ritz values of several
+random starts weighted by the squared first components of the tridiagonal's eigenvectors. The BN
+mode of the loss is explicit: `batch_stats` is the training loss."""),
+    new_code_cell("""from landscape.surface_plots import plot_surface_1d
+
+ds = data.load_dataset(DATASET)
+x, y = data.batch_at(ds, 0, 128, seed=0)
+curves = {}
+for norm in ("batch", "none"):
+    model = build_model("vgg5", width=0.25, norm=norm, input_shape=ds.input_shape)
+    _, params, state = split(model)
+    loss_fn, batch = make_loss_fn(model), make_batch(x, y, state)
+    eigs = probes.hessian_eigs(loss_fn, params, batch, 3, key=jax.random.key(0), num_iters=ITERS)
+    dens = probes.spectral_density(loss_fn, params, batch, key=jax.random.key(1),
+                                   num_iters=ITERS, num_runs=2, grid_size=2000)
+    print(f"{norm:>5}: top eigenvalues {np.round(np.asarray(eigs.eigenvalues), 3)}")
+    curves[norm] = (np.asarray(dens.grid), np.asarray(dens.density) + 1e-12)
+from IPython.display import Image, display
+os.makedirs(OUT, exist_ok=True)
+plot_surface_1d(curves, log_y=True, xlabel="eigenvalue", ylabel="density",
+                title="Hessian spectral density at initialisation (SLQ)", path=f"{OUT}/density")
+display(Image(filename=f"{OUT}/density.png"))"""),
+    new_markdown_cell("""## 2. Sharpness over training
+
+A `CurvatureHook` measures λ_max every `PROBE_EVERY` steps on the step's own minibatch, starting
+Lanczos from the previous top eigenvector (the carry is checkpointed, so a resumed run records the
+same values). The Figure-4 probe runs on the same schedule, so the proxy and the real smoothness
+sit side by side. The dashed line is 2/lr, the stability limit of gradient descent."""),
+    new_code_cell("""from landscape.engine import CurvatureHook, train
+from landscape.records import read_records
+from landscape.surface_plots import plot_surface_1d
+
+config = TrainConfig(dataset=DATASET, model="vgg5", width=0.25, norm="batch", steps=STEPS,
+                     probe_every=PROBE_EVERY, eval_every=0, checkpoint_every=max(1, STEPS // 4),
+                     keep_checkpoints=5)
+run_dir = os.path.join(OUT, "run")
+train(config, run_dir, hooks=[CurvatureHook(every=PROBE_EVERY, num_iters=ITERS)], progress=False)
+curv, probe = read_records(f"{run_dir}/curvature.jsonl"), read_records(f"{run_dir}/probes.jsonl")
+steps = np.array([r["step"] for r in curv])
+plot_surface_1d({"λ_max(∇²L)": (steps, [r["lambda_max"] for r in curv]),
+                 "gᵀHg/‖g‖²": (steps, [r["gradient_curvature"] for r in curv]),
+                 "effective β (Fig. 4c)": (steps, [r["effective_beta"] for r in probe]),
+                 "2/lr": (steps, np.full(len(steps), 2 / config.lr))},
+                log_y=True, xlabel="training step", ylabel="curvature",
+                title="smoothness over training (BN, quick default)", path=f"{OUT}/sharpness")
+display(Image(filename=f"{OUT}/sharpness.png"))"""),
+    new_markdown_cell("""## 3. A filter-normalized 2-D slice at the end of training
+
+Two Gaussian directions, each filter (the last axis of a Flax kernel) rescaled to the norm of the
+same filter of θ, biases and BN parameters zeroed (Li et al.'s `--xignore biasbn`). Each grid point
+is one loss evaluation, evaluated in compiled chunks."""),
+    new_code_cell("""from landscape.train import restore_model
+from landscape.surface_plots import plot_surface_contour
+
+model = restore_model(run_dir)
+_, params, state = split(model)
+loss_fn, batch = make_loss_fn(model), make_batch(x, y, state)
+d1, d2 = (probes.random_direction(k, params) for k in jax.random.split(jax.random.key(2)))
+coords = np.linspace(-1, 1, GRID)
+surface = probes.loss_surface(loss_fn, params, batch, (d1, d2), (coords, coords))
+plot_surface_contour(coords, coords, np.asarray(surface.loss), log=True,
+                     title="loss on a filter-normalized plane through θ_final", path=f"{OUT}/plane")
+display(Image(filename=f"{OUT}/plane.png"))"""),
+    new_markdown_cell("""## 4. `landscape analyze` on the saved run
+
+The same measurements from the command line, on any run folder `train()` wrote
+(`landscape analyze RUN_DIR --steps all`): the Figure-4 probes averaged over minibatches with a
+95 % band, λ_max, and surfaces at each checkpoint, under `RUN_DIR/analysis/` (resumable)."""),
+    new_code_cell("""from landscape.analyze import analyze
+
+result = analyze(run_dir, steps="all", num_batches=2, grid=max(5, GRID // 2), progress=False)
+for record in result["records"]:
+    print({k: record[k] for k in record if k in ("step", "effective_beta", "lambda_max")})
+display(Image(filename=os.path.join(run_dir, "analysis", "analysis.png")))"""),
+]
+
+NOTEBOOKS = {"fig4_reproduction": FIG4, "normalization_zoo": ZOO, "curvature_and_surfaces": CURVATURE}
+
+
+def main(argv=None) -> None:
+    """Write every notebook; with ``--execute``, run each at its default (quick) settings and save
+    it with its outputs, so a reader sees the figures without running anything."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--execute", action="store_true", help="execute and save outputs")
+    parser.add_argument("--only", nargs="*", default=None, help="notebook names (default: all)")
+    args = parser.parse_args(argv)
     ROOT.mkdir(exist_ok=True)
-    for name, cells in (("fig4_reproduction", FIG4), ("normalization_zoo", ZOO)):
+    for name, cells in NOTEBOOKS.items():
+        if args.only and name not in args.only:
+            continue
         nb = new_notebook(cells=cells, metadata={
             "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
             "language_info": {"name": "python"}})
+        if args.execute:
+            from nbclient import NotebookClient
+
+            NotebookClient(nb, timeout=3600, kernel_name="python3",
+                           resources={"metadata": {"path": str(ROOT.parent)}}).execute()
         nbformat.write(nb, ROOT / f"{name}.ipynb")
+        print(f"wrote notebooks/{name}.ipynb" + (" (executed)" if args.execute else ""))
 
 
 if __name__ == "__main__":
