@@ -109,8 +109,8 @@ MLP_TRACES: list = []
 
 
 def mlp_logits(params, batch):
-    h = jnp.tanh(batch["x"] @ params["dense1"]["kernel"] + params["dense1"]["bias"])
-    return h @ params["dense2"]["kernel"] + params["dense2"]["bias"]
+    h = jnp.tanh(batch["x"] @ params["dense1"]["kernel"] + params["dense1"]["bias"][None, :])
+    return h @ params["dense2"]["kernel"] + params["dense2"]["bias"][None, :]
 
 
 def cross_entropy(logits, batch):
@@ -128,8 +128,8 @@ MLP_GN = probes.GaussNewton(mlp_logits, cross_entropy)
 def cnn_loss(params, batch):
     x = jax.lax.conv_general_dilated(batch["x"], params["conv"]["kernel"], (2, 2), "VALID",
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    x = jnp.tanh(x + params["conv"]["bias"])
-    logits = x.reshape(x.shape[0], -1) @ params["head"]["kernel"] + params["head"]["bias"]
+    x = jnp.tanh(x + params["conv"]["bias"][None, None, None, :])
+    logits = x.reshape(x.shape[0], -1) @ params["head"]["kernel"] + params["head"]["bias"][None, :]
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
 
 
