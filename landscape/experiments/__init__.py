@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from landscape.experiments import activations, compare, dln, eos, fig3, fig4, fig5, theorems
+from landscape.experiments import activations, compare, dln, eos, fig3, fig4, fig5, spectrum, theorems
 from landscape.experiments.base import Experiment
 
 __all__ = ["EXPERIMENTS", "Experiment", "register_experiment"]
@@ -36,6 +36,7 @@ EXPERIMENTS: dict[str, Callable[..., Experiment]] = {
     "compare": compare.compare_experiment,
     "theory": theorems.theory_experiment,
     "eos": eos.eos_experiment,
+    "spectrum": spectrum.spectrum_experiment,
 }
 
 
