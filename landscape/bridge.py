@@ -97,7 +97,7 @@ def check_mode(mode: str) -> bool:
 
 
 #: Loss kinds :func:`loss_value` accepts; a model names its own as ``model.loss_kind``.
-LOSS_KINDS = ("cross_entropy", "mse", "mse_sum")
+LOSS_KINDS = ("cross_entropy", "mse", "mse_sum", "mse_onehot")
 
 
 def loss_value(kind: str, out: Array, y: Array) -> tuple[Array, Array]:
@@ -107,7 +107,9 @@ def loss_value(kind: str, out: Array, y: Array) -> tuple[Array, Array]:
     network's objective): ``mean_i ‖out_i − y_i‖²`` (squared error summed over outputs), or with
     ``"mse_sum"`` the total ``Σ_i ‖out_i − y_i‖²`` = ‖W X − A X‖²_F over the batch (the paper's
     printed objective, see :class:`landscape.models.DeepLinear`); accuracy is NaN for both, and
-    for cross-entropy when any output is non-finite (a diverged network).
+    for cross-entropy when any output is non-finite (a diverged network). ``"mse_onehot"``: a
+    classifier trained by squared error on one-hot targets, ``mean_i ½‖out_i − e_{y_i}‖²`` with
+    integer labels y (Cohen et al. 2021's objective, their ``SquaredLoss`` / n); accuracy by argmax.
     """
     if kind == "cross_entropy":
         loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
@@ -115,6 +117,11 @@ def loss_value(kind: str, out: Array, y: Array) -> tuple[Array, Array]:
         # argmax of NaN logits is 0, which would report chance-level accuracy for a diverged net
         acc = jnp.where(jnp.all(jnp.isfinite(out)), acc, jnp.nan)
         return loss, acc
+    if kind == "mse_onehot":
+        target = jax.nn.one_hot(y, out.shape[-1], dtype=out.dtype)
+        loss = 0.5 * jnp.mean(jnp.sum(jnp.square(out - target), axis=-1))
+        acc = jnp.mean(jnp.argmax(out, axis=-1) == y)
+        return loss, jnp.where(jnp.all(jnp.isfinite(out)), acc, jnp.nan)
     if kind in ("mse", "mse_sum"):
         per_example = jnp.sum(jnp.square(out - y), axis=-1)
         loss = jnp.sum(per_example) if kind == "mse_sum" else jnp.mean(per_example)

@@ -39,6 +39,7 @@ class TrainConfig:
     dataset: str = "mnist5k"
     data_dir: str | None = None
     download: bool = False
+    train_subset: int = 0  # train on the first N training examples only (0: all of them)
     # model
     model: str = "vgg11"
     width: float = 0.25
@@ -100,7 +101,7 @@ class TrainConfig:
         self._number("step_size_hi", minimum=0, strict=True)
         for f in ("steps", "batch_size", "eval_batch_size", "num_step_sizes", "keep_checkpoints"):
             self._number(f, minimum=1, integer=True)
-        for f in ("seed", "eval_every", "checkpoint_every", "probe_every"):
+        for f in ("seed", "eval_every", "checkpoint_every", "probe_every", "train_subset"):
             self._number(f, minimum=0, integer=True)
         if self.step_size_lo > self.step_size_hi:
             raise ConfigError(
@@ -128,6 +129,8 @@ class TrainConfig:
         d["norm_options"] = dict(self.norm_options)
         d["model_options"] = dict(self.model_options)
         d["probe_at"] = list(self.probe_at)
+        if not self.train_subset:
+            del d["train_subset"]  # the default is left out: older run folders keep matching
         return d
 
     @classmethod

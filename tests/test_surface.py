@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from tolerance import assert_close
 
-from landscape import probes
 from landscape.plotting import is_blank
 from landscape.probes import (
     LossSurface,

@@ -51,12 +51,19 @@ class TrainResult(NamedTuple):
 
 
 def load_run_data(config: TrainConfig) -> tuple[Any, Any, tuple[int, ...], int]:
-    """``(train_data, test_data, input_shape, num_classes)`` for ``config`` (``dln``: regression)."""
+    """``(train_data, test_data, input_shape, num_classes)`` for ``config`` (``dln``: regression;
+    ``train_subset`` N > 0 keeps the first N training examples, e.g. for full-batch GD)."""
     if config.dataset == "dln":
         x, y, _ = data_lib.make_dln_regression(seed=config.seed)
         return (x, y), (x, y), (x.shape[1],), y.shape[1]
     ds = data_lib.load_dataset(config.dataset, config.data_dir, download=config.download,
                                seed=config.seed)
+    if config.train_subset:
+        if config.train_subset > len(ds.x_train):
+            raise ConfigError(f"train_subset={config.train_subset} exceeds the {len(ds.x_train)} "
+                              f"training examples of {config.dataset}")
+        ds = ds._replace(x_train=ds.x_train[:config.train_subset],
+                         y_train=ds.y_train[:config.train_subset])
     return ds, (ds.x_test, ds.y_test), ds.input_shape, ds.num_classes
 
 

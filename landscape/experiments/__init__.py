@@ -13,6 +13,9 @@ explicit: nothing registers itself on import, and no experiment imports ``landsc
 ``dln``                 :mod:`.dln` — the deep linear network
 ``compare``             :mod:`.compare` — every normalization × seeds
 ``theory``              :mod:`.theorems` — Theorems 4.1/4.2 on a trained BN net
+``surfaces``            :mod:`.surfaces` — Li et al. 2-D slices, Goodfellow interpolation, PCA path
+``spectrum``            :mod:`.spectrum` — Ghorbani et al. Hessian outliers, BN vs vanilla
+``eos``                 :mod:`.eos` — Cohen et al. edge of stability under full-batch GD
 ======================  ==========================================================================
 """
 
@@ -20,8 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from landscape.experiments import activations, compare, dln, fig3, fig4, fig5, theorems
-from landscape.experiments import surfaces
+from landscape.experiments import (activations, compare, dln, eos, fig3, fig4, fig5, spectrum,
+                                   surfaces, theorems)
 from landscape.experiments.base import Experiment
 
 __all__ = ["EXPERIMENTS", "Experiment", "register_experiment"]
@@ -37,6 +40,8 @@ EXPERIMENTS: dict[str, Callable[..., Experiment]] = {
     "compare": compare.compare_experiment,
     "theory": theorems.theory_experiment,
     "surfaces": surfaces.surfaces_experiment,
+    "eos": eos.eos_experiment,
+    "spectrum": spectrum.spectrum_experiment,
 }
 
 
