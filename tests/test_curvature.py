@@ -484,3 +484,28 @@ def test_docstring_examples():
     )
     assert attempted > 0
     assert failures == 0
+
+
+def test_full_dimension_lanczos_does_not_blow_up():
+    """Regression: with num_iters close to n the exhausted Krylov space must not inject huge Ritz
+    values (a 166-parameter MLP once gave λ ≈ 6e44 at 156 iterations). Extremes against dense."""
+    rng = np.random.default_rng(3)
+    params = {"dense1": {"kernel": jnp.asarray(rng.standard_normal((8, 12))),
+                         "bias": jnp.asarray(0.1 * rng.standard_normal(12))},
+              "dense2": {"kernel": jnp.asarray(rng.standard_normal((12, 4))),
+                         "bias": jnp.asarray(0.1 * rng.standard_normal(4))}}
+    # 3 examples and a squared error: a low-rank Hessian, so the Krylov space is exhausted early
+    batch = {"x": jnp.asarray(rng.standard_normal((3, 8))), "y": jnp.asarray(rng.integers(0, 4, 3))}
+
+    def mse_loss(params, batch):
+        return 0.5 * jnp.mean(jnp.sum((mlp_logits(params, batch) - jax.nn.one_hot(batch["y"], 4)) ** 2, -1))
+
+    evals = np.linalg.eigvalsh(dense_hessian(mse_loss, params, batch))
+    n = evals.size  # 160
+    for m in (n - 10, n):
+        top = probes.hessian_eigs(mse_loss, params, batch, 3, key=key(), num_iters=m)
+        low = probes.hessian_eigs(mse_loss, params, batch, 1, key=key(), num_iters=m,
+                                  which="smallest")
+        scale = np.abs(evals).max()
+        assert_close(top.eigenvalues, evals[::-1][:3], 0, 1e-8 * scale, name=f"top-3, m={m}")
+        assert_close(low.eigenvalues, evals[:1], 0, 1e-8 * scale, name=f"smallest, m={m}")

@@ -454,10 +454,16 @@ def _lanczos_step_impl(loss_fn, curvature, mask_leaves, params, batch, state):
     w = w - beta_prev * jax.lax.dynamic_index_in_dim(basis, jnp.maximum(j - 1, 0), keepdims=False)
     alpha = q @ w
     w = w - alpha * q
-    # Full reorthogonalisation: one pass against all stored vectors (rows not reached are 0).
+    # Full reorthogonalisation: one pass against all stored vectors (rows not reached are 0), and
+    # a second one when the first cancelled most of w ("twice is enough", Kahan–Parlett): near an
+    # invariant subspace one pass leaves w far from orthogonal to the basis.
+    before = jnp.linalg.norm(w)
     w = w - (basis @ w) @ basis
+    w = jax.lax.cond(jnp.linalg.norm(w) < 0.5 * before, lambda v: v - (basis @ v) @ basis,
+                     lambda v: v, w)
     beta = jnp.linalg.norm(w)
-    breakdown = beta <= jnp.finfo(view.dtype).eps * w_norm
+    # Breakdown: what is left is rounding (the Krylov space is numerically invariant).
+    breakdown = beta <= 8.0 * math.sqrt(num_iters) * jnp.finfo(view.dtype).eps * w_norm
 
     def fresh(_):
         r, _ = _orthogonalise(basis, _restart_vector(view, j, seed))
