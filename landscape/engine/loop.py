@@ -249,15 +249,34 @@ def train(config: TrainConfig, workdir: str | Path, **kwargs: Any) -> TrainResul
     return _train(config, workdir, **kwargs)
 
 
+def _resume(run: RunDir, config: TrainConfig, model: nnx.Module, tx, hooks: Sequence[Hook]
+            ) -> tuple[TrainState, dict[str, Any], int]:
+    """The state and hook carries to start from (step 0, or the latest checkpoint); drops the
+    records the resumed run recomputes. Returns ``(state, carries, first step)``."""
+    state = init_train_state(model, tx, seed=config.seed)
+    context = RunContext(model, tx, config)
+    for hook in hooks:
+        hook.setup(context)
+    carries = {h.name: h.init(state.params, key=_hook_key(config.seed, h.name)) for h in hooks}
+    start, restored = run.restore_latest(checkpoint_pieces(state, carries))
+    state = state._replace(params=restored["params"], model_state=restored["state"],
+                           opt_state=restored["opt_state"], step=jnp.asarray(start, jnp.int32))
+    carries.update(restored.get("hooks", {}))
+    run.truncate(start, ["train"] + [h.name for h in hooks])
+    if run.info.get("diverged_at_step") is not None and config.stop_on_divergence:
+        start = config.steps  # the run already stopped where it diverged: nothing left to do
+    return state, carries, start
+
+
 def _train(config: TrainConfig, workdir: str | Path, *, progress: bool = True,
-          model: nnx.Module | None = None,
-          on_step: Callable[[int, Mapping[str, float]], None] | None = None,
-          measurements: Sequence[Measurement] = (), hooks: Sequence[Hook] = (),
-          tensorboard: bool = False, sync_every: int = 50) -> TrainResult:
+           model: nnx.Module | None = None,
+           on_step: Callable[[int, Mapping[str, float]], None] | None = None,
+           measurements: Sequence[Measurement] = (), hooks: Sequence[Hook] = (),
+           tensorboard: bool = False, sync_every: int = 50) -> TrainResult:
     from tqdm.auto import tqdm
 
     run = RunDir(workdir, config)
-    run.check()
+    run.check()  # reads only: nothing is written before the data and the options are valid
     train_data, test_data, input_shape, num_classes = load_run_data(config)
     batch_size = _batch_size(config, train_data)
     if model is None:
@@ -268,24 +287,10 @@ def _train(config: TrainConfig, workdir: str | Path, *, progress: bool = True,
     _check_hooks(all_hooks)
     run.create(input_shape=list(input_shape), num_classes=int(num_classes),
                devices=jax.device_count())
-
     tx = build_optimizer(config)
-    state = init_train_state(model, tx, seed=config.seed)
-    context = RunContext(model, tx, config)
-    for hook in all_hooks:
-        hook.setup(context)
-    carries = {h.name: h.init(state.params, key=_hook_key(config.seed, h.name)) for h in all_hooks}
-    start, restored = run.restore_latest(checkpoint_pieces(state, carries))
-    state = state._replace(params=restored["params"], model_state=restored["state"],
-                           opt_state=restored["opt_state"], step=jnp.asarray(start, jnp.int32))
-    carries.update(restored.get("hooks", {}))
-    run.truncate(start, ["train"] + [h.name for h in all_hooks])
-    if run.info.get("diverged_at_step") is not None and config.stop_on_divergence:
-        start = config.steps  # the run already stopped where it diverged: nothing left to do
-
+    state, carries, start = _resume(run, config, model, tx, all_hooks)
     fns = StepFunctions(model, tx, uses_noise=config.norm == "noisy_batch")
-    seconds_before = float(run.info.get("seconds", 0.0))
-    t0 = time.perf_counter()
+    seconds_before, t0 = float(run.info.get("seconds", 0.0)), time.perf_counter()
     sinks = [JsonlSink(run.path)] + ([TensorBoardSink(run.path / "tensorboard")] if tensorboard else [])
     try:
         with Sinks(*sinks) as out, tqdm(total=config.steps, initial=min(start, config.steps),
@@ -293,14 +298,10 @@ def _train(config: TrainConfig, workdir: str | Path, *, progress: bool = True,
                                         leave=True, dynamic_ncols=True) as bar:
             loop = _Loop(config, run, model, fns, all_hooks, carries, out, (train_data, test_data),
                          batch_size, sync_every, on_step, bar)
-            try:
-                state = loop.run_steps(state, start, seconds_before)
-            finally:
-                loop.pending_steps.clear()  # an interrupted block is recomputed on resume
-                loop.pending_hooks.clear()
+            state = loop.run_steps(state, start, seconds_before)
     finally:  # an interrupted run still completes the checkpoint it started
         run.close()
-    diverged = loop.diverged
-    run.write_info(diverged_at_step=diverged, seconds=seconds_before + time.perf_counter() - t0)
+    run.write_info(diverged_at_step=loop.diverged, seconds=seconds_before + time.perf_counter() - t0)
     nnx.update(model, state.params, state.model_state)
-    return TrainResult(state.params, state.model_state, state.opt_state, model, run.path, diverged)
+    return TrainResult(state.params, state.model_state, state.opt_state, model, run.path,
+                       loop.diverged)
