@@ -20,6 +20,9 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
     monkeypatch.setenv("LANDSCAPE_NB_NORMS", "none,batch")
     monkeypatch.setenv("LANDSCAPE_NB_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("LANDSCAPE_NB_GRID", "3")
+    # the kernels share the suite's persistent compilation cache (same tiny models, compiled once)
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(NOTEBOOKS.parent / ".jax_cache"))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
     monkeypatch.setenv("LANDSCAPE_NB_ITERS", "4")
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
