@@ -13,6 +13,7 @@ import optax
 import pytest
 
 from landscape import bridge
+from landscape.config import ConfigError
 from landscape.experiments import landscapes as L
 from landscape.models import build_model
 from landscape.plotting import is_blank
@@ -212,7 +213,7 @@ def test_fig3_builder_options():
     dln = L.fig3_experiment("quick", dataset="dln", model="dln")
     assert dln.runs["vanilla"].lr == L.DLN_PRESETS["quick"]["lr"]
     assert dln.options["layers"] == [8, 16]
-    with pytest.raises(Exception, match="layers"):
+    with pytest.raises(ConfigError, match="layers"):
         L.fig3_experiment("quick", layers=(-1,))
 
 
@@ -252,7 +253,7 @@ def test_dln_end_to_end(tmp_path):
     assert summary["models"]["vanilla"]["steps"] == [0, 2, 4]
     assert all(math.isfinite(v) for v in summary["models"]["vanilla"]["effective_beta"])
     _figures_ok(tmp_path, ["dln"])
-    with pytest.raises(Exception, match="dataset"):
+    with pytest.raises(ConfigError, match="dataset"):
         L.dln_experiment("quick", dataset="synthetic")
 
 
