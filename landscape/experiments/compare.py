@@ -15,9 +15,7 @@ from landscape.experiments.fig4 import fig4_summary
 from landscape.experiments.base import (Experiment, aggregate_over_seeds, describe, layered_preset,
                                         median)
 
-__all__ = ['COMPARE_METRICS', 'COMPARE_NORMS', 'COMPARE_QUICK', 'aggregate_over_seeds', 'compare_experiment']
-
-PyTree = Any
+__all__ = ["COMPARE_METRICS", "COMPARE_NORMS", "COMPARE_QUICK", "aggregate_over_seeds", "compare_experiment"]
 
 
 

@@ -11,9 +11,7 @@ from landscape.config import ConfigError
 from landscape.experiments.fig4 import fig4_finalize
 from landscape.experiments.base import (Experiment, describe, layered_preset)
 
-__all__ = ['DLN_PRESETS', 'dln_experiment']
-
-PyTree = Any
+__all__ = ["DLN_PRESETS", "dln_experiment"]
 
 
 

@@ -20,9 +20,8 @@ from landscape.probes import block_masks, internal_covariate_shift
 from landscape.experiments.base import Experiment, describe, layered_preset, median
 from landscape.experiments.dln import DLN_PRESETS
 
-__all__ = ['FIG3_LAYERS', 'FIG3_QUICK', 'clip_blocks', 'fig3_experiment', 'ics_measurement']
+__all__ = ["FIG3_LAYERS", "FIG3_QUICK", "clip_blocks", "fig3_experiment", "ics_measurement"]
 
-PyTree = Any
 
 
 def _layer_name(index: int) -> str:
@@ -94,7 +93,6 @@ def ics_measurement(blocks: Sequence[int], *, every: int, name: str = "ics",
             for b in sorted(result)}}
 
     return Measurement(name, fn, ProbeSchedule(every=int(every)))
-
 
 
 # ==============================================================================================

@@ -11,9 +11,7 @@ from landscape.experiments.fig4 import fig4_finalize
 from landscape.experiments.base import (Experiment, describe, layered_preset, tail_mean,
                                         training_curves)
 
-__all__ = ['FIG5_NORMS', 'FIG5_QUICK', 'fig5_experiment']
-
-PyTree = Any
+__all__ = ["FIG5_NORMS", "FIG5_QUICK", "fig5_experiment"]
 
 
 
