@@ -70,6 +70,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from landscape.probes._step import _result_dtype
+from landscape.probes._types import LossFn, PyTree
 
 __all__ = [
     "CURVATURE_STRATEGIES",
@@ -86,8 +87,6 @@ __all__ = [
     "spectral_density",
 ]
 
-PyTree = Any
-LossFn = Callable[[PyTree, PyTree], jax.Array]
 
 #: Accepted values of the ``strategy`` argument of the Lanczos and trace probes.
 CURVATURE_STRATEGIES = ("auto", "scan", "host")

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from landscape.probes._types import LossFn, PyTree
 
 __all__ = ["ICS", "internal_covariate_shift"]
 
-PyTree = Any
-LossFn = Callable[[PyTree, PyTree], jax.Array]
 
 
 class ICS(NamedTuple):

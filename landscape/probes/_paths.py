@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+from landscape.probes._types import PyTree
 
 __all__ = ["block_masks", "param_mask", "param_paths", "path_str", "per_leaf_dict"]
 
-PyTree = Any
 
 
 def _key_name(entry: Any) -> str:

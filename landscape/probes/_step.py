@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,7 @@ import numpy as np
 import optax
 
 from landscape.choices import PROBE_STRATEGIES, check_number
+from landscape.probes._types import LossFn, PyTree
 
 __all__ = [
     "DEFAULT_FLOOR_FACTOR",
@@ -54,8 +55,6 @@ __all__ = [
     "summarize",
 ]
 
-PyTree = Any
-LossFn = Callable[[PyTree, PyTree], jax.Array]
 
 #: Accepted values of the ``strategy`` argument of :func:`step_probe` / :func:`make_step_probe`.
 STRATEGIES = PROBE_STRATEGIES
@@ -187,6 +186,19 @@ def _rounding_perturbation(params: PyTree, ulps: float) -> PyTree:
     return jax.tree.unflatten(treedef, out)
 
 
+def _effective_beta(loss, grad_change, distance, floor, floor_factor: float):
+    """``(β, included)``: max over the included η of grad_change / distance (see :class:`StepProbe`)."""
+    included = distance > 0
+    if floor_factor > 0:
+        # NaN changes stay included so that a diverged point yields a NaN β
+        included = included & ~(grad_change <= floor_factor * floor)
+    ratio = grad_change / jnp.where(included, distance, 1)
+    ratio = jnp.where(jnp.isfinite(loss), ratio, jnp.nan)  # a NaN loss has no finite smoothness
+    ratio = jnp.where(included, ratio, -jnp.inf)
+    beta = jnp.where(jnp.any(included), jnp.max(ratio), jnp.nan).astype(distance.dtype)
+    return beta, included
+
+
 def _step_probe_impl(
     loss_fn: LossFn,
     strategy: str,
@@ -246,16 +258,8 @@ def _step_probe_impl(
         floor = floor.astype(dtype)
     else:
         floor = jnp.full((), jnp.nan, dtype)
-    direction_norm = _tree_norm(direction, dtype)
-    distance = jnp.abs(step_sizes) * direction_norm
-    included = distance > 0
-    if floor_factor > 0:
-        # NaN changes stay included so that a diverged point yields a NaN β
-        included = included & ~(grad_change <= floor_factor * floor)
-    ratio = grad_change / jnp.where(included, distance, 1)
-    ratio = jnp.where(jnp.isfinite(loss), ratio, jnp.nan)  # a NaN loss has no finite smoothness
-    ratio = jnp.where(included, ratio, -jnp.inf)
-    effective_beta = jnp.where(jnp.any(included), jnp.max(ratio), jnp.nan).astype(dtype)
+    distance = jnp.abs(step_sizes) * _tree_norm(direction, dtype)
+    effective_beta, included = _effective_beta(loss, grad_change, distance, floor, floor_factor)
 
     return StepProbe(
         step_sizes=step_sizes,

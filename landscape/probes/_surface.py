@@ -36,7 +36,7 @@ import functools
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from landscape.probes._step import STRATEGIES, _check_direction, _result_dtype
+from landscape.probes._types import LossFn, PyTree
 
 __all__ = [
     "DIRECTION_NORMS",
@@ -60,8 +61,6 @@ __all__ = [
     "save_surface",
 ]
 
-PyTree = Any
-LossFn = Callable[[PyTree, PyTree], jax.Array]
 
 #: Accepted values of ``norm`` in :func:`random_direction` (``None`` means ``"none"``).
 DIRECTION_NORMS = ("filter", "layer", "none")
