@@ -34,6 +34,10 @@ from landscape.engine.state import init_train_state
 from landscape.models import build_model
 
 
+#: The probed-step variants, as ``--variants`` names them.
+ALL_VARIANTS = ("fused-floor", "fused-nofloor", "unfused-floor", "unfused-nofloor")
+
+
 def _time(fn, reps: int) -> tuple[float, float]:
     """(first call incl. compile, median of ``reps`` further calls) in seconds."""
     t0 = time.perf_counter()
@@ -73,8 +77,11 @@ def bench_model(norm: str, args) -> list[tuple[str, float, float]]:
     config = TrainConfig(dataset="synthetic", model="mlp")
     context = RunContext(model, tx, config)
     steps = probes.lr_multiples(0.1, num=args.K)
+    variants = getattr(args, "variants", None) or ALL_VARIANTS
     for fuse in (True, False):
         for floor in (probes.DEFAULT_FLOOR_FACTOR, 0.0):
+            if f"{'fused' if fuse else 'unfused'}-{'floor' if floor else 'nofloor'}" not in variants:
+                continue
             hook = StepProbeHook(step_sizes=steps, schedule=Schedule(1), fuse=fuse,
                                  floor_factor=floor)
             hook.setup(context)
@@ -116,7 +123,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=8)
     parser.add_argument("--block", type=int, default=10, help="steps per block for the sync test")
     parser.add_argument("--norms", default="none,batch")
+    parser.add_argument("--variants", default=",".join(ALL_VARIANTS),
+                        help="probed-step variants to time")
     args = parser.parse_args()
+    args.variants = args.variants.split(",")
     print(f"# {args.model} width {args.width}, batch {args.batch}, K = {args.K}; "
           f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({platform.processor() or platform.machine()}), "
           f"{jax.device_count()} device(s)")
@@ -128,8 +138,9 @@ def main() -> None:
         for label, first, med in rows:
             print(f"| {label:<45} | {first:8.2f} | {med:8.4f} | {med / t_grad:6.2f} |")
         probed = {label: med for label, _, med in rows}
-        print(f"probe alone (fused, floor) ÷ (K+1)·gradient: "
-              f"{(probed['probed step, fused, floor'] - probed['plain step']) / ((args.K + 1) * t_grad):.2f}")
+        if "probed step, fused, floor" in probed:
+            print(f"probe alone (fused, floor) ÷ (K+1)·gradient: "
+                  f"{(probed['probed step, fused, floor'] - probed['plain step']) / ((args.K + 1) * t_grad):.2f}")
 
 
 if __name__ == "__main__":
