@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from landscape import parallel
 from landscape.choices import BN_MODES
 
 __all__ = [
@@ -227,7 +228,7 @@ def evaluate(model: nnx.Module | nnx.GraphDef, params: nnx.State, state: nnx.Sta
     total_loss, total_acc = 0.0, 0.0
     for i in range(0, n, batch_size):
         xb, yb = jnp.asarray(x[i:i + batch_size]), jnp.asarray(y[i:i + batch_size])
-        l, a = fn(params, state, xb, yb)
+        l, a = parallel.fetch(fn(params, state, xb, yb))
         total_loss += float(l) * (1 if summed else len(xb))
         total_acc += float(a) * len(xb)
     return total_loss / (1 if summed else n), total_acc / n

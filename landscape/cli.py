@@ -81,6 +81,16 @@ def _add_training_flags(p: argparse.ArgumentParser, *, default_out: str | None) 
                    help="also write records for TensorBoard (tensorboard --logdir OUT); needs "
                         "tensorboardX")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--devices", type=_positive_int,
+                   help="train data-parallel on this many devices (default: all JAX sees)")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="multi-process run: address of process 0's coordinator (also "
+                        "JAX_COORDINATOR_ADDRESS)")
+    p.add_argument("--num-processes", type=_positive_int,
+                   help="multi-process run: number of processes (also JAX_NUM_PROCESSES)")
+    p.add_argument("--process-id", type=_nonnegative_int,
+                   help="multi-process run: this process's id, 0 writes the results (also "
+                        "JAX_PROCESS_ID)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,8 +175,9 @@ def _run(args: argparse.Namespace) -> int:
         _check_resume(args, out)
         summary = reproduce.run_experiment(experiment, out, overwrite=args.overwrite,
                                            progress=not args.no_progress,
-                                           tensorboard=args.tensorboard)
-        _print_summary(out, summary)
+                                           tensorboard=args.tensorboard, devices=args.devices)
+        if summary:  # the writing process (every process but 0 returns {})
+            _print_summary(out, summary)
         return 0
     if args.command == "plot":
         paths = reproduce.replot(Path(args.run_dir))
@@ -229,6 +240,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``landscape`` console script; returns the exit status."""
+    from landscape import parallel
     from landscape.config import ConfigError
     from landscape.data import DataError
     from landscape.normalization import NormalizationError
@@ -236,10 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from landscape.train import RunExistsError
 
     user_errors = (UsageError, ConfigError, DataError, NormalizationError, ExperimentExistsError,
-                   RunExistsError, FileNotFoundError, NotADirectoryError, PermissionError,
+                   RunExistsError, parallel.ParallelError, FileNotFoundError, NotADirectoryError, PermissionError,
                    IsADirectoryError, FileExistsError)
     try:
         args = build_parser().parse_args(argv)
+        if hasattr(args, "coordinator"):  # before anything touches a device
+            parallel.initialize(args.coordinator, args.num_processes, args.process_id)
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.showwarning = _show_warning

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 
+from landscape import parallel
 from landscape.config import ConfigError
 from landscape.experiments import EXPERIMENTS, register_experiment
 from landscape.experiments.base import PRESETS, Experiment, jsonable, preset_config
@@ -60,14 +61,19 @@ def _remove_old_runs(out: Path) -> None:
 
 
 def run_experiment(experiment: Experiment, out: str | os.PathLike, *, overwrite: bool = False,
-                   progress: bool = True, tensorboard: bool = False) -> dict[str, Any]:
+                   progress: bool = True, tensorboard: bool = False,
+                   devices: int | None = None) -> dict[str, Any]:
     """Train every run of ``experiment`` under ``out`` (resuming), then write ``summary.json``.
 
     Returns the summary. Raises :class:`ExperimentExistsError` when ``out`` holds another
     experiment and ``overwrite`` is false. ``overwrite`` starts over: it deletes the old run
     folders (sub-folders holding a ``config.json``, or runs one level down) and summary files
     first, nothing else. ``tensorboard`` mirrors every run's records into ``<run>/tensorboard``
-    (``tensorboard --logdir OUT``).
+    (``tensorboard --logdir OUT``). ``devices`` is :func:`landscape.engine.train`'s (data
+    parallel over all devices by default); the count used is added to each run's entry of the
+    summary's ``config``. In a multi-process run (:func:`landscape.parallel.initialize`) every
+    process trains and only process 0 writes the manifest, summary and figures (the others
+    return an empty dict).
     """
     from landscape.train import read_run, train
 
@@ -76,8 +82,10 @@ def run_experiment(experiment: Experiment, out: str | os.PathLike, *, overwrite:
         raise ConfigError(f"output path {out} exists and is not a folder")
     manifest_path = out / "experiment.json"
     manifest = experiment.manifest()
+    writer = parallel.is_writer()
     if overwrite and out.exists():
-        _remove_old_runs(out)
+        if writer:
+            _remove_old_runs(out)
     elif manifest_path.exists():
         try:
             previous = json.loads(manifest_path.read_text())
@@ -91,15 +99,22 @@ def run_experiment(experiment: Experiment, out: str | os.PathLike, *, overwrite:
         raise ExperimentExistsError(f"{out} holds results of another command; pass --overwrite "
                                     "or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(manifest_path, manifest)
+    if writer:
+        write_json_atomic(manifest_path, manifest)
+    parallel.barrier("landscape:experiment-folder-ready")
     for label, cfg in experiment.runs.items():
         train(cfg, out / label, progress=progress,
               measurements=experiment.measurements(label, cfg),
-              hooks=experiment.hooks(label, cfg), tensorboard=tensorboard)
+              hooks=experiment.hooks(label, cfg), tensorboard=tensorboard, devices=devices)
+    if not writer:
+        return {}
     runs = {label: read_run(out / label) for label in experiment.runs}
     summary = experiment.finalize(out, runs)
     summary.setdefault("experiment", experiment.name)
     summary.setdefault("options", jsonable(experiment.options))
+    for label, entry in summary.get("config", {}).items():
+        if isinstance(entry, dict) and label in runs:
+            entry["devices"] = runs[label]["run"].get("devices", 1)
     write_json_atomic(out / "summary.json", summary)
     return summary
 

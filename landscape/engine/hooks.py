@@ -35,8 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 
-from landscape import bridge, probes
+from landscape import bridge, parallel, probes
 from landscape.config import TrainConfig
 from landscape.records import to_jsonable
 
@@ -93,11 +94,14 @@ class RunContext:
 
     ``loss_fn(mode)`` gives the model's pure ``loss_fn(params, batch)`` in a BatchNorm mode
     (``"batch_stats"``: the training loss; ``"running_average"``: eval behaviour), built once.
+    ``mesh`` is the run's device mesh (:mod:`landscape.parallel`): the state is replicated over
+    it and every minibatch split along its axis; None on one device.
     """
 
     model: nnx.Module
     tx: optax.GradientTransformation
     config: TrainConfig
+    mesh: Mesh | None = None  # the run's data-parallel mesh (None: one device)
     _losses: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def loss_fn(self, mode: str = "batch_stats") -> Callable[[Any, Any], jax.Array]:
@@ -154,6 +158,12 @@ class StepProbeHook(Hook):
     step's own gradient (``fuse=True``: K + 1 gradients per probed step including the step itself,
     plus one for the rounding floor); in ``"running_average"`` mode it computes its own.
 
+    On several devices (a run's mesh) the K points are laid out by ``layout``: ``"data"`` — every
+    point on every device, each on its share of the minibatch (like the training step);
+    ``"points"`` — each device evaluates ⌈K/n⌉ points on the whole minibatch
+    (:func:`landscape.parallel.spread_points`); ``"auto"`` — ``"points"`` when K ≥ n devices,
+    else ``"data"`` (see :func:`points_mesh`). One device: the layout changes nothing.
+
     Example:
         >>> hook = StepProbeHook(step_sizes=probes.lr_multiples(0.1), schedule=Schedule(every=20))
         >>> train(config, "runs/x", hooks=[hook])   # a config without its own probe schedule
@@ -162,7 +172,7 @@ class StepProbeHook(Hook):
     def __init__(self, *, step_sizes: Sequence[float] | np.ndarray, schedule: Schedule = Schedule(),
                  mode: str = "batch_stats", strategy: str = "auto", tag: str = "",
                  name: str = "probes", fuse: bool = True,
-                 floor_factor: float = probes.DEFAULT_FLOOR_FACTOR):
+                 floor_factor: float = probes.DEFAULT_FLOOR_FACTOR, layout: str = "auto"):
         self.step_sizes = np.asarray(step_sizes, dtype=np.float64)  # cast to θ's dtype in the probe
         if self.step_sizes.ndim != 1 or self.step_sizes.size == 0:
             raise ValueError("step_sizes must be a non-empty 1-D sequence")
@@ -170,12 +180,15 @@ class StepProbeHook(Hook):
         self.name, self.schedule, self.mode, self.tag = name, schedule, mode, tag
         self.fuse = fuse and mode == "batch_stats"
         self.strategy, self.floor_factor = strategy, floor_factor
+        self.layout = check_layout(layout)
 
     def setup(self, run: RunContext) -> None:
         self.loss_fn = run.loss_fn(self.mode)
+        self.points_mesh = points_mesh(self.layout, len(self.step_sizes), run.mesh)
         self._probe = functools.partial(
             probes._step._step_probe_impl, self.loss_fn,
-            probes._step._resolve_strategy(self.strategy, None), None, float(self.floor_factor))
+            probes._step._resolve_strategy(self.strategy, None), None, float(self.floor_factor),
+            self.points_mesh)
 
     def measure(self, carry, inputs: StepInputs):
         fused = (inputs.loss, inputs.grad) if self.fuse else None
@@ -189,6 +202,29 @@ class StepProbeHook(Hook):
         rec = probe_record(step, probe, tag=self.tag)
         rec["grad_norm_per_layer"] = probes.per_leaf_dict(per_leaf)
         return rec
+
+
+#: How a probe's independent points are laid out over a run's devices (see :class:`StepProbeHook`).
+LAYOUTS = ("auto", "data", "points")
+
+
+def check_layout(layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
+    return layout
+
+
+def points_mesh(layout: str, num_points: int, mesh: Mesh | None) -> Mesh | None:
+    """The mesh to spread ``num_points`` independent evaluations over, or None (data layout).
+
+    ``"auto"`` takes the points layout when there are at least as many points as devices: each
+    device then evaluates whole points on the whole batch and no gradient is all-reduced per point
+    (benchmarks/bench_parallel.py); with fewer points than devices some devices would idle.
+    """
+    n = parallel.mesh_size(mesh)
+    if n == 1 or layout == "data" or (layout == "auto" and num_points < n):
+        return None
+    return mesh
 
 
 class Curvature(NamedTuple):

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from landscape import bridge, data as data_lib
+from landscape import bridge, data as data_lib, parallel
 from landscape.config import ConfigError, TrainConfig
 from landscape.engine.hooks import (Hook, Measurement, MeasurementHook, RunContext, Schedule,
                                     StepInputs, StepProbeHook)
@@ -115,8 +115,8 @@ class _Loop:
 
     def __init__(self, config: TrainConfig, run: RunDir, model: nnx.Module, fns: StepFunctions,
                  hooks: Sequence[Hook], carries: dict[str, Any], sinks: Sinks, data: tuple,
-                 batch_size: int, sync_every: int, on_step, bar):
-        self.config, self.run, self.model, self.fns = config, run, model, fns
+                 batch_size: int, sync_every: int, on_step, bar, mesh):
+        self.config, self.run, self.model, self.fns, self.mesh = config, run, model, fns, mesh
         self.hooks, self.carries, self.sinks, self.bar = hooks, carries, sinks, bar
         self.train_data, self.test_data = data
         self.batch_size, self.on_step = batch_size, on_step
@@ -129,7 +129,7 @@ class _Loop:
 
     def minibatch(self, step: int):
         x, y = data_lib.batch_at(self.train_data, step, self.batch_size, seed=self.config.seed)
-        return jnp.asarray(x, self.config.dtype), jnp.asarray(y)
+        return parallel.shard_batch((np.asarray(x, self.config.dtype), np.asarray(y)), self.mesh)
 
     def step(self, state: TrainState, step: int) -> TrainState:
         """One update; hooks due at ``step`` measure θ_t with the step's own gradient first."""
@@ -155,7 +155,7 @@ class _Loop:
         if not self.pending_steps and not self.pending_hooks:
             return
         steps = [s for s, _ in self.pending_steps]
-        metrics, results = jax.device_get(([m for _, m in self.pending_steps],
+        metrics, results = parallel.fetch(([m for _, m in self.pending_steps],
                                            [r for _, _, r in self.pending_hooks]))
         for (hook, step, _), result in zip(self.pending_hooks, results):
             self.sinks.write(hook.name, hook.record(step, result))
@@ -235,6 +235,10 @@ def train(config: TrainConfig, workdir: str | Path, **kwargs: Any) -> TrainResul
         hooks: extra :class:`Hook` s, e.g. a curvature probe every N steps.
         tensorboard: also write every record to ``workdir/tensorboard`` (needs tensorboardX).
         sync_every: steps per block between host syncs (records, progress bar, divergence check).
+        devices: how many devices to train on, data-parallel (default: all JAX sees; 1: a plain
+            one-device run). The state is replicated, each minibatch split over the devices
+            (the batch size must divide evenly); BatchNorm uses the global batch's statistics, so
+            the run equals a one-device run up to reduction order. Recorded in ``run.json``.
 
     Returns:
         :class:`TrainResult`.
@@ -249,15 +253,28 @@ def train(config: TrainConfig, workdir: str | Path, **kwargs: Any) -> TrainResul
     return _train(config, workdir, **kwargs)
 
 
-def _resume(run: RunDir, config: TrainConfig, model: nnx.Module, tx, hooks: Sequence[Hook]
-            ) -> tuple[TrainState, dict[str, Any], int]:
-    """The state and hook carries to start from (step 0, or the latest checkpoint); drops the
-    records the resumed run recomputes. Returns ``(state, carries, first step)``."""
-    state = init_train_state(model, tx, seed=config.seed)
-    context = RunContext(model, tx, config)
+def run_mesh(devices: int | None):
+    """The run's mesh: ``devices`` devices (all when None), or None when that is one device."""
+    if devices is None and jax.device_count() == 1:
+        return None
+    try:
+        mesh = parallel.make_mesh(devices)
+    except parallel.ParallelError as e:
+        raise ConfigError(str(e)) from None
+    return None if mesh.size == 1 and jax.process_count() == 1 else mesh
+
+
+def _resume(run: RunDir, config: TrainConfig, model: nnx.Module, tx, hooks: Sequence[Hook],
+            mesh) -> tuple[TrainState, dict[str, Any], int]:
+    """The state and hook carries to start from (step 0, or the latest checkpoint), replicated
+    over ``mesh``; drops the records the resumed run recomputes. Returns ``(state, carries, first
+    step)``."""
+    state = parallel.replicate(init_train_state(model, tx, seed=config.seed), mesh)
+    context = RunContext(model, tx, config, mesh)
     for hook in hooks:
         hook.setup(context)
-    carries = {h.name: h.init(state.params, key=_hook_key(config.seed, h.name)) for h in hooks}
+    carries = parallel.replicate(
+        {h.name: h.init(state.params, key=_hook_key(config.seed, h.name)) for h in hooks}, mesh)
     start, restored = run.restore_latest(checkpoint_pieces(state, carries))
     state = state._replace(params=restored["params"], model_state=restored["state"],
                            opt_state=restored["opt_state"], step=jnp.asarray(start, jnp.int32))
@@ -272,13 +289,19 @@ def _train(config: TrainConfig, workdir: str | Path, *, progress: bool = True,
            model: nnx.Module | None = None,
            on_step: Callable[[int, Mapping[str, float]], None] | None = None,
            measurements: Sequence[Measurement] = (), hooks: Sequence[Hook] = (),
-           tensorboard: bool = False, sync_every: int = 50) -> TrainResult:
+           tensorboard: bool = False, sync_every: int = 50,
+           devices: int | None = None) -> TrainResult:
     from tqdm.auto import tqdm
 
-    run = RunDir(workdir, config)
+    run = RunDir(workdir, config, writer=parallel.is_writer())
     run.check()  # reads only: nothing is written before the data and the options are valid
+    mesh = run_mesh(devices)
     train_data, test_data, input_shape, num_classes = load_run_data(config)
     batch_size = _batch_size(config, train_data)
+    try:
+        parallel.check_divisible("batch size", batch_size, mesh)
+    except parallel.ParallelError as e:
+        raise ConfigError(str(e)) from None
     if model is None:
         model = build_config_model(config, input_shape, num_classes)  # bad options fail here
     if config.dtype != "float32":
@@ -286,18 +309,20 @@ def _train(config: TrainConfig, workdir: str | Path, *, progress: bool = True,
     all_hooks = default_hooks(config) + [MeasurementHook(m) for m in measurements] + list(hooks)
     _check_hooks(all_hooks)
     run.create(input_shape=list(input_shape), num_classes=int(num_classes),
-               devices=jax.device_count())
+               devices=parallel.mesh_size(mesh), processes=jax.process_count())
     tx = build_optimizer(config)
-    state, carries, start = _resume(run, config, model, tx, all_hooks)
+    state, carries, start = _resume(run, config, model, tx, all_hooks, mesh)
     fns = StepFunctions(model, tx, uses_noise=config.norm == "noisy_batch")
     seconds_before, t0 = float(run.info.get("seconds", 0.0)), time.perf_counter()
     sinks = [JsonlSink(run.path)] + ([TensorBoardSink(run.path / "tensorboard")] if tensorboard else [])
+    sinks = sinks if run.writer else []  # one process writes the records
     try:
         with Sinks(*sinks) as out, tqdm(total=config.steps, initial=min(start, config.steps),
-                                        disable=not progress, desc=config.tag or config.norm,
+                                        disable=not (progress and run.writer),
+                                        desc=config.tag or config.norm,
                                         leave=True, dynamic_ncols=True) as bar:
             loop = _Loop(config, run, model, fns, all_hooks, carries, out, (train_data, test_data),
-                         batch_size, sync_every, on_step, bar)
+                         batch_size, sync_every, on_step, bar, mesh)
             state = loop.run_steps(state, start, seconds_before)
     finally:  # an interrupted run still completes the checkpoint it started
         run.close()

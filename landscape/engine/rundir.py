@@ -5,6 +5,9 @@ run measured about itself: ``final_step``, ``diverged_at_step``, ``seconds``, ``
 model's ``input_shape``/``num_classes`` so that :func:`restore_model` needs no dataset), the record
 files, and ``checkpoints/`` (Orbax: ``params``, ``state``, ``opt_state`` and the hooks' carries).
 
+In a multi-process run every process checkpoints (Orbax writes each array once) and only the
+writer (process 0) writes ``config.json``, ``run.json`` and the records.
+
 Policy: a folder holding a run with a different configuration is refused; a folder with the same
 configuration resumes from its latest checkpoint, and records past that checkpoint are dropped
 (they are recomputed, so nothing is duplicated); a folder whose records go past step 0 but whose
@@ -42,9 +45,10 @@ def _read_json(path: Path, workdir: Path) -> Any:
 class RunDir:
     """One run's folder. :meth:`check` reads only; nothing is written before :meth:`create`."""
 
-    def __init__(self, workdir: str | os.PathLike, config: TrainConfig):
+    def __init__(self, workdir: str | os.PathLike, config: TrainConfig, *, writer: bool = True):
         self.path = Path(workdir).absolute()
         self.config = config
+        self.writer = writer  # False in every process but the first of a multi-process run
         self.info: dict[str, Any] = {}
         self._manager = None
 
@@ -67,7 +71,8 @@ class RunDir:
     def create(self, **model_info: Any) -> None:
         """Create the folder, write ``config.json`` and the model's shapes into ``run.json``."""
         self.path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path / "config.json", self.config.to_dict())
+        if self.writer:
+            write_json_atomic(self.path / "config.json", self.config.to_dict())
         self.info.update(model_info)
 
     def manager(self):
@@ -97,6 +102,8 @@ class RunDir:
     def truncate(self, start: int, names: Iterable[str]) -> None:
         """Drop record rows that the resumed run recomputes (steps ≥ ``start``; evaluation rows are
         keyed by completed steps, so the one at ``start`` stays)."""
+        if not self.writer:
+            return
         for name in names:
             truncate_records(self.path / f"{name}.jsonl", before_step=start)
         truncate_records(self.path / "eval.jsonl", before_step=start + 1)
@@ -114,7 +121,8 @@ class RunDir:
 
     def write_info(self, **info: Any) -> None:
         self.info.update(info)
-        write_json_atomic(self.path / "run.json", self.info)
+        if self.writer:
+            write_json_atomic(self.path / "run.json", self.info)
 
     def close(self) -> None:
         """Complete a checkpoint in flight (also after an interruption) and release the manager."""

@@ -39,7 +39,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jax.sharding import Mesh
+
 from landscape.choices import PROBE_STRATEGIES, check_number
+from landscape.parallel import spread_points
 from landscape.probes._types import LossFn, PyTree
 
 __all__ = [
@@ -204,6 +207,7 @@ def _step_probe_impl(
     strategy: str,
     chunk_size: int | None,
     floor_factor: float,
+    mesh: Mesh | None,
     params: PyTree,
     batch: PyTree,
     step_sizes: jax.Array,
@@ -218,7 +222,6 @@ def _step_probe_impl(
             f"step_sizes must be a 1-D array with at least one entry; got shape {step_sizes.shape}."
         )
     step_sizes = step_sizes.astype(dtype)
-    num_steps = step_sizes.shape[0]
 
     loss_and_grad = jax.value_and_grad(loss_fn)
     if value_and_grad is None:
@@ -232,30 +235,32 @@ def _step_probe_impl(
         _check_direction(params, direction)
     grad_acc = optax.tree.cast(grad, dtype)
 
-    def change_from(grad_moved: PyTree) -> jax.Array:
+    def change_from(grad_moved: PyTree, grad_acc: PyTree) -> jax.Array:
         return optax.tree.norm(optax.tree.sub(optax.tree.cast(grad_moved, dtype), grad_acc))
 
-    def at(eta: jax.Array) -> tuple[jax.Array, jax.Array]:
-        # θ − η d, each leaf kept in its own dtype.
-        moved = optax.tree.cast_like(optax.tree.add_scale(params, -eta, direction), params)
-        loss, grad_moved = loss_and_grad(moved, batch)
-        return jnp.asarray(loss, dtype), change_from(grad_moved).astype(dtype)
+    def evaluate(etas: jax.Array, params, batch, direction, grad_acc):
+        """(loss, grad_change) at θ − η d for every η of ``etas`` (this device's share)."""
+        def at(eta: jax.Array) -> tuple[jax.Array, jax.Array]:
+            # θ − η d, each leaf kept in its own dtype.
+            moved = optax.tree.cast_like(optax.tree.add_scale(params, -eta, direction), params)
+            loss, grad_moved = loss_and_grad(moved, batch)
+            return jnp.asarray(loss, dtype), change_from(grad_moved, grad_acc).astype(dtype)
 
-    if strategy == "unroll":
-        outs = [at(step_sizes[k]) for k in range(num_steps)]
-        loss = jnp.stack([o[0] for o in outs])
-        grad_change = jnp.stack([o[1] for o in outs])
-    elif strategy == "vmap" and chunk_size is None:
-        loss, grad_change = jax.vmap(at)(step_sizes)
-    elif strategy in ("vmap", "map"):
+        if strategy == "unroll":
+            outs = [at(etas[k]) for k in range(etas.shape[0])]
+            return jnp.stack([o[0] for o in outs]), jnp.stack([o[1] for o in outs])
+        if strategy == "vmap" and chunk_size is None:
+            return jax.vmap(at)(etas)
         # lax.map with batch_size vmaps over chunks of that size (remainder handled by JAX).
-        loss, grad_change = jax.lax.map(at, step_sizes, batch_size=chunk_size)
-    else:  # pragma: no cover - _resolve_strategy rejects anything else.
-        raise ValueError(f"unknown strategy {strategy!r}")
+        return jax.lax.map(at, etas, batch_size=chunk_size)
+
+    # points layout (a mesh): each device evaluates K/n step sizes on the whole minibatch
+    loss, grad_change = spread_points(evaluate, step_sizes, params, batch, direction, grad_acc,
+                                      mesh=mesh)
 
     if floor_factor > 0:
-        floor = change_from(jax.grad(loss_fn)(_rounding_perturbation(params, _FLOOR_ULPS), batch))
-        floor = floor.astype(dtype)
+        perturbed = _rounding_perturbation(params, _FLOOR_ULPS)
+        floor = change_from(jax.grad(loss_fn)(perturbed, batch), grad_acc).astype(dtype)
     else:
         floor = jnp.full((), jnp.nan, dtype)
     distance = jnp.abs(step_sizes) * _tree_norm(direction, dtype)
@@ -280,7 +285,7 @@ _FLOOR_ULPS = 1.0
 DEFAULT_FLOOR_FACTOR = 10.0
 
 
-_step_probe_jit = jax.jit(_step_probe_impl, static_argnums=(0, 1, 2, 3))
+_step_probe_jit = jax.jit(_step_probe_impl, static_argnums=(0, 1, 2, 3, 4))
 
 
 def step_probe(
@@ -294,6 +299,7 @@ def step_probe(
     chunk_size: int | None = None,
     floor_factor: float = DEFAULT_FLOOR_FACTOR,
     value_and_grad: tuple[jax.Array, PyTree] | None = None,
+    mesh: Mesh | None = None,
 ) -> StepProbe:
     """Loss and gradient along θ − η·d for K step sizes (Santurkar et al. 2018, Fig. 4).
 
@@ -341,6 +347,10 @@ def step_probe(
       value_and_grad: ``(L(θ), g)`` already computed on this ``batch`` with this ``loss_fn`` (a
         training step's own gradient): the probe then costs K (+1 for the floor) gradients, not
         K + 1 (+1).
+      mesh: spread the K points over this mesh's n devices (the *points* layout,
+        :func:`landscape.parallel.spread_points`): each device evaluates ⌈K/n⌉ step sizes on the
+        whole minibatch with ``strategy``. Without it, a minibatch sharded over devices gives the
+        *data* layout (every point on every device, each on its share of the batch).
 
     Returns:
       A :class:`StepProbe` with fields ``step_sizes`` (K,), ``loss0`` (), ``grad_norm`` (),
@@ -366,13 +376,13 @@ def step_probe(
     floor_factor = float(check_number("floor_factor", floor_factor, minimum=0))
     # Casting here keeps one jit cache entry whatever dtype the caller's step sizes have.
     step_sizes = jnp.asarray(step_sizes, dtype=_result_dtype(params))
-    return _step_probe_jit(loss_fn, resolved, chunk_size, floor_factor, params, batch, step_sizes,
-                           direction, value_and_grad)
+    return _step_probe_jit(loss_fn, resolved, chunk_size, floor_factor, mesh, params, batch,
+                           step_sizes, direction, value_and_grad)
 
 
 def make_step_probe(
     loss_fn: LossFn, *, strategy: str = "auto", chunk_size: int | None = None,
-    floor_factor: float = DEFAULT_FLOOR_FACTOR,
+    floor_factor: float = DEFAULT_FLOOR_FACTOR, mesh: Mesh | None = None,
 ) -> Callable[..., StepProbe]:
     """Builds a jitted ``probe(params, batch, step_sizes, direction=None) -> StepProbe``.
 
@@ -386,6 +396,8 @@ def make_step_probe(
       loss_fn: ``loss_fn(params, batch) -> scalar``.
       strategy: one of :data:`STRATEGIES`; see :func:`step_probe`.
       chunk_size: see :func:`step_probe`.
+      floor_factor: see :func:`step_probe`.
+      mesh: see :func:`step_probe` (points over devices).
 
     Returns:
       The jitted probe function.
@@ -401,7 +413,7 @@ def make_step_probe(
     """
     resolved = _resolve_strategy(strategy, chunk_size)
     floor_factor = float(check_number("floor_factor", floor_factor, minimum=0))
-    body = functools.partial(_step_probe_impl, loss_fn, resolved, chunk_size, floor_factor)
+    body = functools.partial(_step_probe_impl, loss_fn, resolved, chunk_size, floor_factor, mesh)
 
     def probe(params: PyTree, batch: PyTree, step_sizes: jax.Array, direction: PyTree = None,
               value_and_grad: tuple[jax.Array, PyTree] | None = None):
