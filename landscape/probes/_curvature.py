@@ -68,7 +68,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh
 
+from landscape.parallel import spread_points
 from landscape.probes._step import _result_dtype
 from landscape.probes._types import LossFn, PyTree
 
@@ -791,6 +793,19 @@ def _hutchpp_scan_impl(loss_fn, curvature, mask_leaves, num_sketch, num_rest, pa
                                  jax.lax.map(matvec, g_rows))
 
 
+def _hutchinson_spread_impl(loss_fn, curvature, mask_leaves, num_samples, mesh, params, batch,
+                            key):
+    """Hutchinson with the samples spread over ``mesh``'s devices (a written-out loop on each)."""
+    def evaluate(indices, params, batch, key):
+        return jnp.stack([_hutchinson_sample_impl(loss_fn, curvature, mask_leaves, params, batch,
+                                                  key, indices[j])
+                          for j in range(indices.shape[0])])
+
+    samples = spread_points(evaluate, jnp.arange(num_samples), params, batch, key, mesh=mesh)
+    return HessianTrace(*_mean_stderr(samples))
+
+
+_hutchinson_spread = jax.jit(_hutchinson_spread_impl, static_argnums=(0, 1, 2, 3, 4))
 _hutchinson_sample = jax.jit(_hutchinson_sample_impl, static_argnums=(0, 1, 2))
 _hutchinson_scan = jax.jit(_hutchinson_scan_impl, static_argnums=(0, 1, 2, 3))
 _flat_matvec = jax.jit(_flat_matvec_impl, static_argnums=(0, 1, 2))
@@ -811,6 +826,7 @@ def hessian_trace(
     strategy: str = "auto",
     curvature: str | GaussNewton = "hessian",
     mask: PyTree = None,
+    mesh: Mesh | None = None,
 ) -> HessianTrace:
     """Stochastic estimate of the Hessian trace tr C from ``num_samples`` operator products.
 
@@ -830,6 +846,9 @@ def hessian_trace(
       key: PRNG key of the random vectors (sample i of Hutchinson uses ``fold_in(key, i)``).
       num_samples: n, the number of operator products (Hutch++: ≥ 3).
       method: ``"hutchinson"`` or ``"hutch++"``.
+      mesh: Hutchinson only: spread the n independent samples over this mesh's devices (each
+        evaluates ⌈n/m⌉ of them on the whole batch, :func:`landscape.parallel.spread_points`);
+        the same samples, so the same estimate, as without it.
 
     Returns:
       :class:`HessianTrace` ``(estimate (), stderr ())``.
@@ -853,6 +872,11 @@ def hessian_trace(
     mask_leaves = _mask_leaves(params, mask)
     resolved = _resolve_strategy(strategy, params, batch, key)
     args = (loss_fn, curvature, mask_leaves)
+    if mesh is not None:
+        if method != "hutchinson":
+            raise ValueError("mesh= spreads Hutchinson's independent samples; hutch++ is sequential "
+                             "(its later products depend on the sketch): use method='hutchinson'.")
+        return _hutchinson_spread(*args, num_samples, mesh, params, batch, key)
     if method == "hutchinson":
         if resolved == "scan":
             return _hutchinson_scan(*args, num_samples, params, batch, key)

@@ -43,7 +43,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
+from landscape.parallel import mesh_size, spread_points
 from landscape.probes._step import STRATEGIES, _check_direction, _result_dtype
 from landscape.probes._types import LossFn, PyTree
 
@@ -417,39 +419,39 @@ def _moved(params: PyTree, directions: tuple[PyTree, ...], offset: jax.Array) ->
     return jax.tree.map(leaf, params, *directions)
 
 
-def _chunk_impl(loss_fn: LossFn, metrics_fn: LossFn | None, strategy: str, params: PyTree,
-                batch: PyTree, directions: tuple[PyTree, ...], offsets: jax.Array):
-    """(C,) losses (and metrics) at the C grid points ``offsets`` (C, num_directions)."""
+def _chunk_impl(loss_fn: LossFn, metrics_fn: LossFn | None, strategy: str, mesh: Mesh | None,
+                params: PyTree, batch: PyTree, directions: tuple[PyTree, ...], offsets: jax.Array):
+    """(C,) losses (and metrics) at the C grid points ``offsets`` (C, num_directions), spread
+    over ``mesh``'s devices when given (C/n points per device, whole batch each)."""
     dtype = offsets.dtype
 
-    def at(offset):
-        moved = _moved(params, directions, offset)
-        loss = jnp.asarray(loss_fn(moved, batch), dtype)
-        if metrics_fn is None:
-            return loss, jnp.zeros((), dtype)
-        return loss, jnp.asarray(metrics_fn(moved, batch), dtype)
+    def evaluate(offsets, params, batch, directions):
+        def at(offset):
+            moved = _moved(params, directions, offset)
+            loss = jnp.asarray(loss_fn(moved, batch), dtype)
+            if metrics_fn is None:
+                return loss, jnp.zeros((), dtype)
+            return loss, jnp.asarray(metrics_fn(moved, batch), dtype)
 
-    if strategy == "unroll":
-        outs = [at(offsets[c]) for c in range(offsets.shape[0])]
-        loss, metric = jnp.stack([o[0] for o in outs]), jnp.stack([o[1] for o in outs])
-    elif strategy == "vmap":
-        loss, metric = jax.vmap(at)(offsets)
-    elif strategy == "map":
-        loss, metric = jax.lax.map(at, offsets)
-    else:  # pragma: no cover - resolve_surface_strategy rejects anything else.
-        raise ValueError(f"unknown strategy {strategy!r}")
-    return loss, metric
+        if strategy == "unroll":
+            outs = [at(offsets[c]) for c in range(offsets.shape[0])]
+            return jnp.stack([o[0] for o in outs]), jnp.stack([o[1] for o in outs])
+        if strategy == "vmap":
+            return jax.vmap(at)(offsets)
+        return jax.lax.map(at, offsets)
+
+    return spread_points(evaluate, offsets, params, batch, directions, mesh=mesh)
 
 
-# One compiled chunk function per (loss_fn, metrics_fn, strategy) and argument shapes: the host
-# loop below calls it for every chunk, and a second surface of the same shapes reuses it.
-_chunk_jit = jax.jit(_chunk_impl, static_argnums=(0, 1, 2))
+# One compiled chunk function per (loss_fn, metrics_fn, strategy, mesh) and argument shapes: the
+# host loop below calls it for every chunk, and a second surface of the same shapes reuses it.
+_chunk_jit = jax.jit(_chunk_impl, static_argnums=(0, 1, 2, 3))
 
 
 def loss_surface(loss_fn: LossFn, params: PyTree, batch: PyTree,
                  directions: Sequence[PyTree], coords: Sequence[jax.Array], *,
                  strategy: str = "auto", chunk_size: int | None = None,
-                 metrics_fn: LossFn | None = None) -> LossSurface:
+                 metrics_fn: LossFn | None = None, mesh: Mesh | None = None) -> LossSurface:
     """The loss on a 1-D or 2-D grid through θ: L(θ + a_i d₁ [+ b_j d₂]).
 
     One direction:  ``loss[i]    = L(θ + a_i d₁)``,        shape (A,).
@@ -497,6 +499,9 @@ def loss_surface(loss_fn: LossFn, params: PyTree, batch: PyTree,
       chunk_size: points per compiled chunk, a positive int, or None for the default.
       metrics_fn: optional ``metrics_fn(params, batch) -> scalar`` (e.g. accuracy), hashable,
         evaluated at the same points.
+      mesh: spread each chunk's points over this mesh's n devices (each evaluates C/n points on
+        the whole batch, :func:`landscape.parallel.spread_points`); the default chunk is rounded
+        up to a multiple of n, a given ``chunk_size`` must be one.
 
     Returns:
       :class:`LossSurface` ``(coords, loss, metric)``: coords cast to the params' float dtype
@@ -542,10 +547,15 @@ def loss_surface(loss_fn: LossFn, params: PyTree, batch: PyTree,
             raise ValueError(f"coords[{k}] must be a non-empty 1-D array; got shape {c.shape}.")
         axes.append(c.astype(np.float64))
     shape = tuple(a.shape[0] for a in axes)
-    mesh = np.meshgrid(*axes, indexing="ij")
-    offsets = np.stack([m.reshape(-1) for m in mesh], axis=1)  # (N, num_directions), C order
+    grid = np.meshgrid(*axes, indexing="ij")
+    offsets = np.stack([m.reshape(-1) for m in grid], axis=1)  # (N, num_directions), C order
     num_points = offsets.shape[0]
     size = default_chunk_size(resolved, num_points) if chunk_size is None else int(chunk_size)
+    if mesh is not None:  # every device gets the same number of points per chunk
+        size = mesh_size(mesh) * math.ceil(size / mesh_size(mesh)) if chunk_size is None else size
+        if size % mesh_size(mesh):
+            raise ValueError(f"chunk_size {size} does not split over the mesh's "
+                             f"{mesh_size(mesh)} devices; pass a multiple of {mesh_size(mesh)}.")
     num_chunks = math.ceil(num_points / size)
     pad = num_chunks * size - num_points
     if pad:
@@ -555,7 +565,7 @@ def loss_surface(loss_fn: LossFn, params: PyTree, batch: PyTree,
 
     losses, metrics = [], []
     for c in range(num_chunks):
-        loss, metric = _chunk_jit(loss_fn, metrics_fn, resolved, params, batch, directions,
+        loss, metric = _chunk_jit(loss_fn, metrics_fn, resolved, mesh, params, batch, directions,
                                   offsets[c * size:(c + 1) * size])
         losses.append(loss)
         metrics.append(metric)
