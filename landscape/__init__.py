@@ -14,7 +14,8 @@ The flat API (everything else lives in the submodules named below):
 - models and normalizations: :func:`build_model`, :class:`VGG`, :class:`MLP`, :class:`DeepLinear`,
   :func:`make_normalization` (:mod:`landscape.models`, :mod:`landscape.normalization`)
 - theory: :func:`theory_table` (:mod:`landscape.theory`); figures: :mod:`landscape.plotting`;
-  reproductions: :mod:`landscape.reproduce`; data: :mod:`landscape.data`
+  reproductions: :mod:`landscape.reproduce`; data: :mod:`landscape.data`; several devices and
+  hosts: :mod:`landscape.parallel`
 """
 
 import importlib
@@ -36,8 +37,8 @@ _EXPORTS = {
 }
 # ``landscape.train`` is the training module (its ``train`` function: ``from landscape.train
 # import train``); a top-level ``train`` function would collide with it.
-_SUBMODULES = ("bridge", "config", "data", "models", "normalization", "plotting", "probes",
-               "records", "reproduce", "theory", "train")
+_SUBMODULES = ("bridge", "config", "data", "models", "normalization", "parallel", "plotting",
+               "probes", "records", "reproduce", "theory", "train")
 
 
 def __getattr__(name: str) -> Any:

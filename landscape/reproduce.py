@@ -109,13 +109,22 @@ def run_experiment(experiment: Experiment, out: str | os.PathLike, *, overwrite:
     if not writer:
         return {}
     runs = {label: read_run(out / label) for label in experiment.runs}
+    summary = _summarize(experiment, out, runs)
+    write_json_atomic(out / "summary.json", summary)
+    return summary
+
+
+def _summarize(experiment: Experiment, out: Path, runs: dict[str, Any]) -> dict[str, Any]:
+    """The experiment's summary (and figures), plus its name, options and every run's config
+    with the number of devices it ran on."""
     summary = experiment.finalize(out, runs)
     summary.setdefault("experiment", experiment.name)
     summary.setdefault("options", jsonable(experiment.options))
-    for label, entry in summary.get("config", {}).items():
-        if isinstance(entry, dict) and label in runs:
-            entry["devices"] = runs[label]["run"].get("devices", 1)
-    write_json_atomic(out / "summary.json", summary)
+    configs = summary.setdefault("config", {})
+    for label, run in runs.items():
+        entry = configs.get(label, run["config"] or {})
+        if isinstance(entry, dict):  # a copy: the run's own config stays as read
+            configs[label] = {**entry, "devices": run["run"].get("devices", 1)}
     return summary
 
 
@@ -151,10 +160,7 @@ def replot(run_dir: str | os.PathLike) -> list[Path]:
         raise ConfigError(f"{run_dir} is missing run(s) {', '.join(missing)}; run the command again "
                           "to finish it")
     runs = {label: read_run(run_dir / label) for label in manifest["runs"]}
-    summary = experiment.finalize(run_dir, runs)
-    summary.setdefault("experiment", experiment.name)
-    summary.setdefault("options", jsonable(experiment.options))
-    write_json_atomic(run_dir / "summary.json", summary)
+    write_json_atomic(run_dir / "summary.json", _summarize(experiment, run_dir, runs))
     return sorted(run_dir.glob("*.png"))
 
 

@@ -55,7 +55,7 @@ def test_four_simulated_devices(checks):
 
 
 def test_training_on_four_devices_equals_one(checks):
-    """Loss, accuracy, every probe field and the evaluation of a float64 BN run (6 steps, probes
+    """Loss, accuracy, every probe field and the evaluation of a float64 BN MLP run (6 steps, probes
     every 2 steps with K = 6 spread over 4 devices) equal the one-device run. The rounding floor
     is rounding itself: another reduction order moves it by a few per cent (measured ≤ 4 %), so it
     only has to stay within 2× — a floor computed on a per-device batch or in another precision
@@ -94,13 +94,15 @@ def test_batch_that_does_not_split(checks):
 
 def test_probe_layouts_as_functions(checks):
     """step_probe on a sharded batch (data layout) and with mesh= (points layout, 5 points over
-    4 devices, padding dropped), loss_surface and hessian_trace with mesh=, all float64."""
+    4 devices, padding dropped), loss_surface, hessian_trace and spectral_density with mesh=,
+    all float64, against one device."""
     assert checks["probe_data"] < 1e-12
     assert checks["probe_points"] < 1e-12
     assert checks["surface"] < 1e-12
     ref, spread, ref_err, spread_err = checks["trace"]
     assert abs(ref - spread) <= 1e-10 * abs(ref)
     assert abs(ref_err - spread_err) <= 1e-10 * abs(ref_err)
+    assert checks["slq"] < 1e-9  # nodes, weights, density: 5 Lanczos runs over 4 devices
 
 
 # --------------------------------------------------------------------------------- one device
@@ -175,7 +177,7 @@ def test_two_processes_equal_one(tmp_path):
     """``landscape reproduce fig4`` as two processes (one CPU device each, jax.distributed on
     127.0.0.1, gloo) writes the same summary.json as one process, float64; only process 0
     writes (records once, not twice)."""
-    args = ["reproduce", "fig4", "--dataset", "synthetic", "--model", "vgg5", "--width", "0.125",
+    args = ["reproduce", "fig4", "--dataset", "synthetic", "--model", "mlp",
             "--steps", "3", "--batch-size", "16", "--probe-every", "1", "--checkpoint-every", "2",
             "--num-step-sizes", "4", "--dtype", "float64", "--no-progress"]
     cmd = [sys.executable, "-c", "import sys; from landscape.cli import main; sys.exit(main())"]

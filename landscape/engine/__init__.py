@@ -7,7 +7,8 @@
   :class:`StepProbeHook` (Figure 4), :class:`Measurement` (host-side, the pre-hook API).
 - :mod:`landscape.engine.sinks` — where records go: JSON lines (the source of truth), TensorBoard.
 - :mod:`landscape.engine.rundir` — the run folder: config, run info, checkpoints, resume.
-- :mod:`landscape.engine.loop` — :func:`train`, which composes them.
+- :mod:`landscape.engine.loop` — :func:`train`, which composes them (data-parallel over every
+  device by default, ``devices=``; :mod:`landscape.parallel`).
 """
 
 from landscape.engine.hooks import (Curvature, CurvatureHook, Hook, Measurement, MeasurementHook, ProbeSchedule, RunContext,

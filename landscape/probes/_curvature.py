@@ -639,7 +639,24 @@ def _slq_scan_impl(loss_fn, curvature, mask_leaves, num_iters, num_runs, grid_si
     return SpectralDensity(grid, density, nodes, weights)
 
 
+def _slq_spread_impl(loss_fn, curvature, mask_leaves, num_iters, num_runs, grid_size, sigma2,
+                     mesh, params, batch, key):
+    """SLQ with the R independent runs spread over ``mesh``'s devices (scan Lanczos on each)."""
+    def evaluate(runs, params, batch, key):
+        def run(r):
+            state = _lanczos_scan(loss_fn, curvature, mask_leaves, num_iters, params, batch,
+                                  jax.random.fold_in(key, r), None)
+            return _nodes_weights_impl(state)
+
+        return jax.lax.map(run, runs)
+
+    nodes, weights = spread_points(evaluate, jnp.arange(num_runs), params, batch, key, mesh=mesh)
+    grid, density = _density_impl(grid_size, sigma2, nodes, weights)
+    return SpectralDensity(grid, density, nodes, weights)
+
+
 _slq_scan = jax.jit(_slq_scan_impl, static_argnums=(0, 1, 2, 3, 4, 5, 6))
+_slq_spread = jax.jit(_slq_spread_impl, static_argnums=(0, 1, 2, 3, 4, 5, 6, 7))
 _nodes_weights = jax.jit(_nodes_weights_impl)
 _density = jax.jit(_density_impl, static_argnums=(0, 1))
 
@@ -657,6 +674,7 @@ def spectral_density(
     strategy: str = "auto",
     curvature: str | GaussNewton = "hessian",
     mask: PyTree = None,
+    mesh: Mesh | None = None,
 ) -> SpectralDensity:
     """Eigenvalue density of the Hessian by stochastic Lanczos quadrature (SLQ).
 
@@ -682,6 +700,9 @@ def spectral_density(
       grid_size: number of grid points (≥ 2). The kernel's σ should span a few grid steps: with
         the defaults σ ≈ 3e-3·√range, the grid step ≈ (range + 10σ)/grid_size.
       sigma2: the relative kernel variance above (> 0).
+      mesh: spread the R independent runs over this mesh's devices (⌈R/n⌉ each, on the whole
+        batch, one compiled ``"scan"`` Lanczos per device; :func:`landscape.parallel.spread_points`);
+        the same start vectors, so the same density, as without it.
 
     Returns:
       :class:`SpectralDensity` ``(grid (G,), density (G,), nodes (R, m), weights (R, m))``.
@@ -709,6 +730,8 @@ def spectral_density(
     mask_leaves = _mask_leaves(params, mask)
     resolved = _resolve_strategy(strategy, params, batch, key)
     args = (loss_fn, curvature, mask_leaves, num_iters)
+    if mesh is not None:
+        return _slq_spread(*args, num_runs, grid_size, sigma2, mesh, params, batch, key)
     if resolved == "scan":
         return _slq_scan(*args, num_runs, grid_size, sigma2, params, batch, key)
     nodes, weights = [], []
