@@ -20,6 +20,8 @@ Usage::
 
     python benchmarks/bench_parallel.py                 # 4 simulated CPU devices
     python benchmarks/bench_parallel.py --devices 8 --width 1 --batch 128   # a multi-GPU host
+    python benchmarks/bench_parallel.py --devices 1 --width 1 --batch 128 --scaling 8   # one GPU:
+        # predict both layouts on 8 such GPUs from one gradient at batch 128 and at batch 16
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--chunk", type=int, default=2, help="chunk_size of the memory comparison")
     parser.add_argument("--norm", default="batch")
+    parser.add_argument("--scaling", type=int, default=0, metavar="N",
+                        help="also time one gradient at batch B/N on one device and predict both "
+                             "layouts on N devices (for choosing a layout on a one-GPU machine)")
     return parser.parse_args()
 
 
@@ -102,6 +107,18 @@ def main(args: argparse.Namespace) -> None:
             first, t = _time(lambda: probe(p, b, etas), args.reps)
             print(f"| {K} | {label} | {first:.1f} | {1e3 * t:.1f} | {t / ((K + 1) * t_grad):.2f} | "
                   f"{1e3 * t / (K + 1):.1f} |", flush=True)
+    if args.scaling > 1:
+        n = args.scaling
+        small = bridge.make_batch(jnp.asarray(x[:args.batch // n]), jnp.asarray(y[:args.batch // n]),
+                                  state)
+        _, t_small = _time(lambda: grad(params, small), args.reps)
+        print(f"batch scaling on one device: gradient at batch {args.batch} {1e3 * t_grad:.2f} ms, "
+              f"at batch {args.batch // n} {1e3 * t_small:.2f} ms ({t_grad / t_small:.2f}x faster "
+              f"for {n}x fewer examples)")
+        for K in [int(k) for k in args.Ks.split(",")]:
+            data, points = (K + 1) * t_small, -(-(K + 1) // n) * t_grad
+            print(f"predicted K = {K} probe on {n} such devices (compute only, no communication): "
+                  f"data {1e3 * data:.1f} ms, points {1e3 * points:.1f} ms")
     K = max(int(k) for k in args.Ks.split(","))
     etas = probes.lr_multiples(0.1, num=K)
     full = probes.make_step_probe(loss_fn, strategy="vmap", floor_factor=0)
