@@ -165,8 +165,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     """Start ``jax.distributed`` for a run over several processes/hosts; True when started.
 
     Settings come from the arguments, else from ``JAX_COORDINATOR_ADDRESS``,
-    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``; ``auto=True`` lets JAX detect a cluster
-    (SLURM, Open MPI, Kubernetes, Cloud TPU) itself. Nothing set → nothing started (one process).
+    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``; with none of them, a cluster launcher that
+    started several processes (``SLURM_NTASKS``, ``OMPI_COMM_WORLD_SIZE`` or ``PMI_SIZE`` > 1), or
+    ``auto=True``, lets JAX detect the cluster itself. Nothing set → nothing started (one process).
     Must run before anything touches a device. On CPU the collectives go through gloo.
 
     Example (two processes on one machine)::
@@ -179,6 +180,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     num_processes = num_processes if num_processes is not None else _env_int("JAX_NUM_PROCESSES")
     process_id = process_id if process_id is not None else _env_int("JAX_PROCESS_ID")
     given = [v is not None for v in (coordinator_address, num_processes, process_id)]
+    auto = auto or (not any(given) and _cluster_processes() > 1)
     if not any(given) and not auto:
         return False
     if any(given) and not all(given):
@@ -194,6 +196,19 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     except (RuntimeError, ValueError) as e:
         raise ParallelError(f"jax.distributed.initialize failed: {str(e).splitlines()[0]}") from None
     return True
+
+
+#: Process counts a cluster launcher sets (SLURM's srun, Open MPI's mpirun, MPICH/PMI).
+_CLUSTER_SIZES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+
+
+def _cluster_processes() -> int:
+    """How many processes a cluster launcher started (1 when none did)."""
+    for name in _CLUSTER_SIZES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 1
 
 
 def _env_int(name: str) -> int | None:

@@ -135,6 +135,20 @@ def test_initialize_needs_all_three(monkeypatch):
         parallel.initialize("127.0.0.1:1234", process_id=5)
 
 
+def test_cluster_launcher_starts_auto_detection(monkeypatch):
+    """Under srun with 2 tasks JAX's own cluster detection is asked for (no settings passed)."""
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID",
+                 "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a: calls.append(a))
+    monkeypatch.setattr(jax.config, "update", lambda *a: None)
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert parallel.initialize() is False and calls == []
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    assert parallel.initialize() is True and calls == [(None, None, None)]
+
+
 def test_cli_too_many_devices(capsys, tmp_path):
     code = cli_main(["reproduce", "fig4", "--dataset", "synthetic", "--steps", "2", "--devices",
                      str(jax.device_count() + 1), "--out", str(tmp_path / "o"), "--no-progress"])
