@@ -245,7 +245,8 @@ class CurvatureHook(Hook):
     (the carry, saved in checkpoints), and the curvature along the gradient gᵀHg/‖g‖²
     (:func:`landscape.probes.gradient_curvature`). Writes ``curvature.jsonl``. On CPU the Lanczos
     loop runs from the host over one compiled step (XLA:CPU runs convolutions inside a while loop
-    ~10× slower), so the hook is not jitted there; elsewhere the whole measurement is one jit.
+    ~10× slower), so the hook is not jitted there (one process; a multi-process run uses the jitted scan);
+    elsewhere the whole measurement is one jit.
 
     Example:
         >>> hook = CurvatureHook(every=20, num_iters=20)
@@ -257,8 +258,9 @@ class CurvatureHook(Hook):
         bridge.check_mode(mode)
         self.name, self.schedule, self.mode = name, Schedule(int(every), tuple(at)), mode
         self.k, self.num_iters = int(k), int(num_iters)
-        if strategy == "auto":
-            strategy = "host" if jax.default_backend() == "cpu" else "scan"
+        if strategy == "auto":  # the host loop reads values back: one process only
+            single = jax.process_count() == 1
+            strategy = "host" if jax.default_backend() == "cpu" and single else "scan"
         self.strategy = strategy
         self.jit = strategy != "host"
 
