@@ -253,12 +253,14 @@ def train(config: TrainConfig, workdir: str | Path, **kwargs: Any) -> TrainResul
     return _train(config, workdir, **kwargs)
 
 
-def run_mesh(devices: int | None):
-    """The run's mesh: ``devices`` devices (all when None), or None when that is one device."""
+def run_mesh(devices: int | None, batch_size: int):
+    """The run's mesh: ``devices`` devices (all when None), or None when that is one device;
+    a device count or a batch size that cannot work is a one-line ConfigError."""
     if devices is None and jax.device_count() == 1:
         return None
     try:
         mesh = parallel.make_mesh(devices)
+        parallel.check_divisible("batch size", batch_size, mesh)
     except parallel.ParallelError as e:
         raise ConfigError(str(e)) from None
     return None if mesh.size == 1 and jax.process_count() == 1 else mesh
@@ -295,13 +297,9 @@ def _train(config: TrainConfig, workdir: str | Path, *, progress: bool = True,
 
     run = RunDir(workdir, config, writer=parallel.is_writer())
     run.check()  # reads only: nothing is written before the data and the options are valid
-    mesh = run_mesh(devices)
     train_data, test_data, input_shape, num_classes = load_run_data(config)
     batch_size = _batch_size(config, train_data)
-    try:
-        parallel.check_divisible("batch size", batch_size, mesh)
-    except parallel.ParallelError as e:
-        raise ConfigError(str(e)) from None
+    mesh = run_mesh(devices, batch_size)
     if model is None:
         model = build_config_model(config, input_shape, num_classes)  # bad options fail here
     if config.dtype != "float32":
