@@ -128,6 +128,14 @@ def check_engine(out: Path, result: dict) -> None:
     train(f64, out / "moved", progress=False, devices=1)
     result["resume_4_then_1"] = max_rel(records(out / "f64-1", "train"),
                                         records(out / "moved", "train"))
+    # ... and a one-device checkpoint resumed on 4 devices
+    try:
+        train(f64, out / "moved-up", progress=False, devices=1, on_step=stop, sync_every=1)
+    except KeyboardInterrupt:
+        pass
+    train(f64, out / "moved-up", progress=False, devices=4)
+    result["resume_1_then_4"] = max_rel(records(out / "f64-1", "train"),
+                                        records(out / "moved-up", "train"))
 
     # 4. float32: three steps (lr 0.1 amplifies rounding later on; see issue 12)
     f32 = TrainConfig(**BASE, steps=3, probe_every=1, num_step_sizes=4)

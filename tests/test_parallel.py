@@ -81,11 +81,13 @@ def test_data_layout_probe_in_the_engine(checks):
 
 def test_resume_on_four_devices(checks):
     """Interrupted after the step-3 checkpoint, resumed: the same records as one uninterrupted
-    one-device run; a 4-device checkpoint also resumes on one device."""
+    one-device run; a 4-device checkpoint also resumes on one device, and a one-device
+    checkpoint on four."""
     assert checks["interrupted_at"] == 3
     for name, diff in checks["resume_4"].items():
         assert diff < F64, name
     assert checks["resume_4_then_1"] < F64
+    assert checks["resume_1_then_4"] < F64
 
 
 def test_batch_that_does_not_split(checks):
