@@ -142,7 +142,7 @@ def spread_points(evaluate: Callable[..., Any], points: Any, *args: Any, mesh: M
     mesh this is just ``evaluate(points, *args)``. Usable inside ``jax.jit``.
 
     Example:
-        >>> f = lambda etas, w: etas[:, None] * w          # per-point results, leading axis K
+        >>> f = lambda etas, w: etas[:, None] * w[None, :]   # per-point results, leading axis K
         >>> spread_points(f, jnp.arange(3.0), jnp.ones(2), mesh=make_mesh(1)).shape
         (3, 2)
     """

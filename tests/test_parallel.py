@@ -110,6 +110,14 @@ def test_probe_layouts_as_functions(checks):
 # --------------------------------------------------------------------------------- one device
 
 
+def test_docstring_examples():
+    import doctest
+
+    failures, attempted = doctest.testmod(parallel, globs={**vars(parallel), "jnp": jnp},
+                                          optionflags=doctest.ELLIPSIS, verbose=False)
+    assert attempted >= 3 and failures == 0
+
+
 def test_make_mesh_bounds():
     assert parallel.make_mesh().size == jax.device_count()
     for bad in (0, jax.device_count() + 1, True, 1.5):
