@@ -35,8 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-__all__ = ["AXIS", "ParallelError", "barrier", "check_divisible", "fetch", "initialize", "is_writer", "make_mesh",
-           "mesh_size", "replicate", "shard_batch", "spread_points"]
+__all__ = ["AXIS", "LAYOUTS", "ParallelError", "barrier", "check_divisible", "check_layout", "fetch",
+           "initialize", "is_writer", "make_mesh", "mesh_size", "points_mesh", "replicate",
+           "shard_batch", "spread_points"]
 
 #: The name of the one mesh axis: the minibatch (data layout) or the probe points (points layout).
 AXIS = "data"
@@ -130,6 +131,38 @@ def shard_batch(tree: Any, mesh: Mesh | None) -> Any:
 
 def _is_array(x: Any) -> bool:
     return isinstance(x, (jax.Array, np.ndarray, np.generic, int, float))
+
+
+#: How independent evaluations (probe points) are laid out over a mesh's devices.
+LAYOUTS = ("auto", "data", "points")
+
+
+def check_layout(layout: str) -> str:
+    """``layout`` if it is one of :data:`LAYOUTS`, else a ValueError."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
+    return layout
+
+
+def points_mesh(layout: str, num_points: int, mesh: Mesh | None) -> Mesh | None:
+    """The mesh to spread ``num_points`` independent evaluations over, or None (data layout).
+
+    ``"points"`` always spreads them; ``"data"`` never does (every point on every device, each
+    on its share of the batch); ``"auto"`` spreads them when there are at least as many points
+    as devices. Measured (README, "Several devices and hosts"): on one H100 a VGG-11 gradient at
+    batch 16 still costs 0.62 of one at batch 128, so splitting the batch barely shortens each
+    point while spreading the points divides their number; on simulated CPU devices both run
+    equally fast and the points layout compiles K/n points per device, 1.4–3.7× faster. With
+    fewer points than devices some devices would idle, so ``"auto"`` keeps the data layout.
+
+    Example:
+        >>> points_mesh("auto", 8, None) is None
+        True
+    """
+    n = mesh_size(mesh)
+    if n == 1 or layout == "data" or (layout == "auto" and num_points < n):
+        return None
+    return mesh
 
 
 def spread_points(evaluate: Callable[..., Any], points: Any, *args: Any, mesh: Mesh | None) -> Any:

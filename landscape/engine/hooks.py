@@ -162,7 +162,8 @@ class StepProbeHook(Hook):
     point on every device, each on its share of the minibatch (like the training step);
     ``"points"`` — each device evaluates ⌈K/n⌉ points on the whole minibatch
     (:func:`landscape.parallel.spread_points`); ``"auto"`` — ``"points"`` when K ≥ n devices,
-    else ``"data"`` (see :func:`points_mesh`). One device: the layout changes nothing.
+    else ``"data"`` (see :func:`landscape.parallel.points_mesh`). One device: the layout changes
+    nothing.
 
     Example:
         >>> hook = StepProbeHook(step_sizes=probes.lr_multiples(0.1), schedule=Schedule(every=20))
@@ -180,11 +181,11 @@ class StepProbeHook(Hook):
         self.name, self.schedule, self.mode, self.tag = name, schedule, mode, tag
         self.fuse = fuse and mode == "batch_stats"
         self.strategy, self.floor_factor = strategy, floor_factor
-        self.layout = check_layout(layout)
+        self.layout = parallel.check_layout(layout)
 
     def setup(self, run: RunContext) -> None:
         self.loss_fn = run.loss_fn(self.mode)
-        self.points_mesh = points_mesh(self.layout, len(self.step_sizes), run.mesh)
+        self.points_mesh = parallel.points_mesh(self.layout, len(self.step_sizes), run.mesh)
         self._probe = functools.partial(
             probes._step._step_probe_impl, self.loss_fn,
             probes._step._resolve_strategy(self.strategy, None), None, float(self.floor_factor),
@@ -202,29 +203,6 @@ class StepProbeHook(Hook):
         rec = probe_record(step, probe, tag=self.tag)
         rec["grad_norm_per_layer"] = probes.per_leaf_dict(per_leaf)
         return rec
-
-
-#: How a probe's independent points are laid out over a run's devices (see :class:`StepProbeHook`).
-LAYOUTS = ("auto", "data", "points")
-
-
-def check_layout(layout: str) -> str:
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
-    return layout
-
-
-def points_mesh(layout: str, num_points: int, mesh: Mesh | None) -> Mesh | None:
-    """The mesh to spread ``num_points`` independent evaluations over, or None (data layout).
-
-    ``"auto"`` takes the points layout when there are at least as many points as devices: each
-    device then evaluates whole points on the whole batch and no gradient is all-reduced per point
-    (benchmarks/bench_parallel.py); with fewer points than devices some devices would idle.
-    """
-    n = parallel.mesh_size(mesh)
-    if n == 1 or layout == "data" or (layout == "auto" and num_points < n):
-        return None
-    return mesh
 
 
 class Curvature(NamedTuple):
