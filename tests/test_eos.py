@@ -14,15 +14,13 @@ from __future__ import annotations
 import json
 import math
 
-import jax
 import numpy as np
 import pytest
-from jax.flatten_util import ravel_pytree
+from dense import dense_at_init
 from tolerance import assert_close
 
-from landscape import bridge, data as data_lib
+from landscape import bridge
 from landscape.config import ConfigError, TrainConfig
-from landscape.engine.loop import build_config_model, load_run_data
 from landscape.experiments import EXPERIMENTS
 from landscape.experiments.eos import edge_of_stability
 from landscape.reproduce import run_experiment
@@ -62,17 +60,9 @@ def test_files_and_summary(result):
 def test_sharpness_at_init_is_dense_top_eigenvalue(result):
     _, summary = result
     cfg = TrainConfig.from_dict(summary["config"]["lr0.5"])
-    with jax.enable_x64(True):
-        train_data, _, input_shape, num_classes = load_run_data(cfg)
-        model = bridge.cast(build_config_model(cfg, input_shape, num_classes), "float64")
-        _, params, state = bridge.split(model)
-        flat, unravel = ravel_pytree(params)
-        assert flat.size == N_PARAMS
-        x, y = data_lib.batch_at(train_data, 0, cfg.batch_size, seed=cfg.seed)
-        assert len(x) == cfg.train_subset
-        batch = bridge.make_batch(np.asarray(x, np.float64), y, state)
-        loss_fn = bridge.make_loss_fn(model)
-        hess = np.asarray(jax.hessian(lambda v: loss_fn(unravel(v), batch))(flat))
+    flat, hess, _, batch_size = dense_at_init(cfg)
+    assert flat.size == N_PARAMS
+    assert batch_size == cfg.train_subset
     top = np.linalg.eigvalsh(0.5 * (hess + hess.T))[-1]
     for label in ("lr0.5", "lr0.05"):  # same init and data: same λ_max at step 0
         assert_close(summary["models"][label]["sharpness"][0], top, rtol=1e-8, name="λ_max")

@@ -10,15 +10,15 @@ vectors would be O(1e-1).
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
+from dense import dense_at_init
 from tolerance import assert_close
 
-from landscape import bridge, data as data_lib
+from landscape import bridge
 from landscape.config import TrainConfig
-from landscape.engine.loop import build_config_model, load_run_data
+from landscape.engine.loop import build_config_model
 from landscape.experiments import EXPERIMENTS
 from landscape.experiments.spectrum import gradient_fraction, spectral_quantile
 from landscape.reproduce import run_experiment
@@ -67,17 +67,7 @@ def test_files_and_summary(result):
 def test_top10_matches_dense_hessian(result):
     _, summary = result
     cfg = TrainConfig.from_dict(summary["config"]["vanilla"])
-    with jax.enable_x64(True):
-        train_data, _, input_shape, num_classes = load_run_data(cfg)
-        model = bridge.cast(build_config_model(cfg, input_shape, num_classes), "float64")
-        _, params, state = bridge.split(model)
-        flat, unravel = ravel_pytree(params)
-        x, y = data_lib.batch_at(train_data, 0, cfg.batch_size, seed=cfg.seed)
-        batch = bridge.make_batch(np.asarray(x, np.float64), y, state)
-        loss_fn = bridge.make_loss_fn(model)
-        f = lambda v: loss_fn(unravel(v), batch)  # noqa: E731
-        hess = np.asarray(jax.hessian(f)(flat))
-        g = np.asarray(jax.grad(f)(flat))
+    _, hess, g, _ = dense_at_init(cfg)
     evals, evecs = np.linalg.eigh(0.5 * (hess + hess.T))
     evals, evecs = evals[::-1], evecs[:, ::-1]
     assert evals[9] - evals[10] > 1e-6 * abs(evals[0])  # the top-10 eigenspace is well defined
