@@ -628,20 +628,9 @@ def _density_impl(grid_size, sigma2, nodes, weights):
 
 
 def _slq_scan_impl(loss_fn, curvature, mask_leaves, num_iters, num_runs, grid_size, sigma2,
-                   params, batch, key):
-    def run(r):
-        state = _lanczos_scan(loss_fn, curvature, mask_leaves, num_iters, params, batch,
-                              jax.random.fold_in(key, r), None)
-        return _nodes_weights_impl(state)
-
-    nodes, weights = jax.lax.map(run, jnp.arange(num_runs))
-    grid, density = _density_impl(grid_size, sigma2, nodes, weights)
-    return SpectralDensity(grid, density, nodes, weights)
-
-
-def _slq_spread_impl(loss_fn, curvature, mask_leaves, num_iters, num_runs, grid_size, sigma2,
-                     mesh, params, batch, key):
-    """SLQ with the R independent runs spread over ``mesh``'s devices (scan Lanczos on each)."""
+                   mesh, params, batch, key):
+    """SLQ as one compiled function: the R runs a ``lax.map`` of scan Lanczos, spread over
+    ``mesh``'s devices when given (⌈R/n⌉ runs each)."""
     def evaluate(runs, params, batch, key):
         def run(r):
             state = _lanczos_scan(loss_fn, curvature, mask_leaves, num_iters, params, batch,
@@ -655,8 +644,7 @@ def _slq_spread_impl(loss_fn, curvature, mask_leaves, num_iters, num_runs, grid_
     return SpectralDensity(grid, density, nodes, weights)
 
 
-_slq_scan = jax.jit(_slq_scan_impl, static_argnums=(0, 1, 2, 3, 4, 5, 6))
-_slq_spread = jax.jit(_slq_spread_impl, static_argnums=(0, 1, 2, 3, 4, 5, 6, 7))
+_slq_scan = jax.jit(_slq_scan_impl, static_argnums=(0, 1, 2, 3, 4, 5, 6, 7))
 _nodes_weights = jax.jit(_nodes_weights_impl)
 _density = jax.jit(_density_impl, static_argnums=(0, 1))
 
@@ -730,10 +718,8 @@ def spectral_density(
     mask_leaves = _mask_leaves(params, mask)
     resolved = _resolve_strategy(strategy, params, batch, key)
     args = (loss_fn, curvature, mask_leaves, num_iters)
-    if mesh is not None:
-        return _slq_spread(*args, num_runs, grid_size, sigma2, mesh, params, batch, key)
-    if resolved == "scan":
-        return _slq_scan(*args, num_runs, grid_size, sigma2, params, batch, key)
+    if resolved == "scan" or mesh is not None:
+        return _slq_scan(*args, num_runs, grid_size, sigma2, mesh, params, batch, key)
     nodes, weights = [], []
     for r in range(num_runs):
         state = _lanczos_host(*args, params, batch, jax.random.fold_in(key, r), None)
