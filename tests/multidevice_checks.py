@@ -108,34 +108,25 @@ def check_engine(out: Path, result: dict) -> None:
     result["data_layout_probes"] = max_rel(records(out / "f64-1", "probes"),
                                            records(out / "data-layout", "probes"))
 
-    # 3. resume: interrupted after the step-3 checkpoint on 4 devices, resumed on 4 devices
-    def stop(step, row):
-        if step == 4:
-            raise KeyboardInterrupt
-    try:
-        train(f64, out / "resumed", progress=False, devices=4, on_step=stop, sync_every=1)
-    except KeyboardInterrupt:
-        pass
-    result["interrupted_at"] = json.loads((out / "resumed" / "run.json").read_text())["final_step"]
-    train(f64, out / "resumed", progress=False, devices=4)
-    result["resume_4"] = {f: max_rel(records(out / "f64-1", f), records(out / "resumed", f))
+    # 3. resume: interrupted after the step-3 checkpoint, resumed, against the uninterrupted run
+    def interrupted_then_resumed(name: str, first: int, then: int) -> Path:
+        def stop(step, row):
+            if step == 4:
+                raise KeyboardInterrupt
+        try:
+            train(f64, out / name, progress=False, devices=first, on_step=stop, sync_every=1)
+        except KeyboardInterrupt:
+            pass
+        result[f"{name}_interrupted_at"] = json.loads((out / name / "run.json").read_text())["final_step"]
+        train(f64, out / name, progress=False, devices=then)
+        return out / name
+
+    resumed = interrupted_then_resumed("resumed", 4, 4)
+    result["resume_4"] = {f: max_rel(records(out / "f64-1", f), records(resumed, f))
                           for f in ("train", "probes", "eval")}
-    # ... and the 4-device checkpoint resumed on ONE device
-    try:
-        train(f64, out / "moved", progress=False, devices=4, on_step=stop, sync_every=1)
-    except KeyboardInterrupt:
-        pass
-    train(f64, out / "moved", progress=False, devices=1)
-    result["resume_4_then_1"] = max_rel(records(out / "f64-1", "train"),
-                                        records(out / "moved", "train"))
-    # ... and a one-device checkpoint resumed on 4 devices
-    try:
-        train(f64, out / "moved-up", progress=False, devices=1, on_step=stop, sync_every=1)
-    except KeyboardInterrupt:
-        pass
-    train(f64, out / "moved-up", progress=False, devices=4)
-    result["resume_1_then_4"] = max_rel(records(out / "f64-1", "train"),
-                                        records(out / "moved-up", "train"))
+    for name, first, then in (("resume_4_then_1", 4, 1), ("resume_1_then_4", 1, 4)):
+        moved = interrupted_then_resumed(name, first, then)
+        result[name] = max_rel(records(out / "f64-1", "train"), records(moved, "train"))
 
     # 4. float32: three steps (lr 0.1 amplifies rounding later on; see issue 12)
     f32 = TrainConfig(**BASE, steps=3, probe_every=1, num_step_sizes=4)

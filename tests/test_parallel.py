@@ -83,7 +83,8 @@ def test_resume_on_four_devices(checks):
     """Interrupted after the step-3 checkpoint, resumed: the same records as one uninterrupted
     one-device run; a 4-device checkpoint also resumes on one device, and a one-device
     checkpoint on four."""
-    assert checks["interrupted_at"] == 3
+    for name in ("resumed", "resume_4_then_1", "resume_1_then_4"):
+        assert checks[f"{name}_interrupted_at"] == 3, name
     for name, diff in checks["resume_4"].items():
         assert diff < F64, name
     assert checks["resume_4_then_1"] < F64
