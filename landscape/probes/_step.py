@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -155,6 +155,19 @@ def _resolve_strategy(strategy: str, chunk_size: int | None) -> str:
     return strategy
 
 
+def map_with_strategy(at: Callable[[jax.Array], Any], points: jax.Array, strategy: str,
+                      chunk_size: int | None = None) -> Any:
+    """``at`` over the rows of ``points``, stacked, laid out by a resolved ``strategy``:
+    ``"unroll"`` (one call per row, written out), ``"vmap"``, or ``"map"`` (``lax.map``; with
+    ``chunk_size``, vmapped chunks of that many rows — also how ``"vmap"`` with a chunk runs)."""
+    if strategy == "unroll":
+        return jax.tree.map(lambda *rows: jnp.stack(rows),
+                            *[at(points[k]) for k in range(points.shape[0])])
+    if strategy == "vmap" and chunk_size is None:
+        return jax.vmap(at)(points)
+    return jax.lax.map(at, points, batch_size=chunk_size)
+
+
 def _check_direction(params: PyTree, direction: PyTree, what: str = "direction") -> None:
     p_struct, d_struct = jax.tree.structure(params), jax.tree.structure(direction)
     if p_struct != d_struct:
@@ -246,13 +259,7 @@ def _step_probe_impl(
             loss, grad_moved = loss_and_grad(moved, batch)
             return jnp.asarray(loss, dtype), change_from(grad_moved, grad_acc).astype(dtype)
 
-        if strategy == "unroll":
-            outs = [at(etas[k]) for k in range(etas.shape[0])]
-            return jnp.stack([o[0] for o in outs]), jnp.stack([o[1] for o in outs])
-        if strategy == "vmap" and chunk_size is None:
-            return jax.vmap(at)(etas)
-        # lax.map with batch_size vmaps over chunks of that size (remainder handled by JAX).
-        return jax.lax.map(at, etas, batch_size=chunk_size)
+        return map_with_strategy(at, etas, strategy, chunk_size)
 
     # points layout (a mesh): each device evaluates K/n step sizes on the whole minibatch
     loss, grad_change = spread_points(evaluate, step_sizes, params, batch, direction, grad_acc,

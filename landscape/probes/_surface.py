@@ -46,7 +46,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from landscape.parallel import mesh_size, spread_points
-from landscape.probes._step import STRATEGIES, _check_direction, _result_dtype
+from landscape.probes._step import (STRATEGIES, _check_direction, _result_dtype,
+                                    map_with_strategy)
 from landscape.probes._types import LossFn, PyTree
 
 __all__ = [
@@ -433,12 +434,7 @@ def _chunk_impl(loss_fn: LossFn, metrics_fn: LossFn | None, strategy: str, mesh:
                 return loss, jnp.zeros((), dtype)
             return loss, jnp.asarray(metrics_fn(moved, batch), dtype)
 
-        if strategy == "unroll":
-            outs = [at(offsets[c]) for c in range(offsets.shape[0])]
-            return jnp.stack([o[0] for o in outs]), jnp.stack([o[1] for o in outs])
-        if strategy == "vmap":
-            return jax.vmap(at)(offsets)
-        return jax.lax.map(at, offsets)
+        return map_with_strategy(at, offsets, strategy)
 
     return spread_points(evaluate, offsets, params, batch, directions, mesh=mesh)
 
