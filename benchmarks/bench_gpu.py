@@ -17,7 +17,13 @@ Everything runs in ONE process call on ONE card, so the numbers compare (issue 1
    with random pixels (the machine is offline), and projected to 15 000 steps:
    start-up (compile, data) + 14 900 × the steady step time measured from step 100 on
    + 30 × (evaluation + checkpoint);
-4. the plain-JAX reference (``jax_probe_anchor.py``: loop, unrolled and vmapped gradients).
+4. the plain-JAX reference (``jax_probe_anchor.py``: loop, unrolled and vmapped gradients);
+5. the probe's accuracy per matmul precision (``precision``): the K = ``--K`` probe under JAX's
+   default float32 arithmetic (TF32 on Ampere+ GPUs) and under ``"highest"`` (true float32),
+   and under bfloat16 operands (``"BF16_BF16_F32"``, tensor cores at twice TF32's rate), each
+   against the same probe in float64, at the paper's step sizes (lr 0.1 × [½, 4]) and at
+   small ones (η‖g‖ from 1e-5 to 1e-2): the floor each reports, how many η enter β, the largest
+   relative error of an entering gradient change, β against float64's, and the probe's time.
 
 Each section prints as it finishes and the results go to ``--out`` (JSON) after every section, so a
 section that fails or a call that runs out of time keeps what was measured before it.
@@ -70,13 +76,7 @@ def device_name() -> str:
 
 def probe_alone(norm: str, args) -> list[dict]:
     """landscape's step probe on its own (computes its own gradient), per K, ± floor."""
-    model = build_model(args.model, width=args.width, norm=norm, input_shape=(32, 32, 3))
-    graphdef, params, state = bridge.split(model)
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(args.batch, 32, 32, 3)), jnp.float32)
-    y = jnp.asarray(rng.integers(0, 10, args.batch))
-    batch = bridge.make_batch(x, y, state)
-    loss_fn = bridge.make_loss_fn(model)
+    loss_fn, params, batch = _probe_inputs(norm, args)
     grad_fn = jax.jit(jax.value_and_grad(loss_fn))
     _, t_grad = _time(lambda: grad_fn(params, batch), args.reps)
     rows = []
@@ -87,6 +87,58 @@ def probe_alone(norm: str, args) -> list[dict]:
             first, t = _time(lambda: probe(params, batch, steps), args.reps)
             rows.append({"norm": norm, "K": K, "floor": bool(floor), "t_grad": t_grad, "first": first,
                          "probe": t, "probe_over_K1_grad": t / ((K + 1) * t_grad)})
+    return rows
+
+
+def _probe_inputs(norm: str, args, dtype=jnp.float32):
+    """(loss_fn, params, batch) of ``args.model`` on a fixed synthetic CIFAR-shaped batch."""
+    model = build_model(args.model, width=args.width, norm=norm, input_shape=(32, 32, 3))
+    if dtype != jnp.float32:
+        bridge.cast(model, dtype)
+    _, params, state = bridge.split(model)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(args.batch, 32, 32, 3)), dtype)
+    y = jnp.asarray(rng.integers(0, 10, args.batch))
+    return bridge.make_loss_fn(model), params, bridge.make_batch(x, y, state)
+
+
+def precision_check(norm: str, args) -> list[dict]:
+    """Probe accuracy and cost under each matmul precision, against float64 (section 5)."""
+    loss_fn, params, batch = _probe_inputs(norm, args)
+    g_norm = float(probes.step_probe(loss_fn, params, batch, np.ones(1), floor_factor=0).grad_norm)
+    grad_fn = jax.jit(jax.value_and_grad(loss_fn))
+    _, t_grad = _time(lambda: grad_fn(params, batch), args.reps)  # default precision: the baseline
+    sets = {"paper": probes.lr_multiples(0.1, num=args.K),
+            "small": np.geomspace(1e-5, 1e-2, args.K) / g_norm}
+    with jax.enable_x64(True):
+        loss64, params64, batch64 = _probe_inputs(norm, args, jnp.float64)
+        exact = {name: probes.step_probe(loss64, params64, batch64, etas, floor_factor=0)
+                 for name, etas in sets.items()}
+        exact = {k: (np.asarray(v.grad_change), float(v.effective_beta)) for k, v in exact.items()}
+    rows = []
+    for precision in ("default", "highest", "BF16_BF16_F32"):
+        with jax.default_matmul_precision(precision):
+            probe = probes.make_step_probe(loss_fn, strategy="auto")
+            for name, etas in sets.items():
+                try:
+                    first, t = _time(lambda: probe(params, batch, etas), args.reps)
+                except Exception as e:  # noqa: BLE001 - e.g. an algorithm the convolutions refuse
+                    rows.append({"norm": norm, "precision": precision, "steps": name,
+                                 "error": f"{type(e).__name__}: {str(e)[:300]}"})
+                    continue
+                r = jax.device_get(probe(params, batch, etas))
+                change64, beta64 = exact[name]
+                rel = np.abs(np.asarray(r.grad_change, np.float64) - change64) / change64
+                inc = np.asarray(r.beta_included)
+                rows.append({
+                    "norm": norm, "precision": precision, "steps": name, "K": args.K,
+                    "arithmetic_eps": probes.arithmetic_eps(jnp.float32), "probe_s": t,
+                    "t_grad_default": t_grad, "probe_over_K1_grad": t / ((args.K + 1) * t_grad),
+                    "first_s": first, "floor": float(r.grad_change_floor),
+                    "num_included": int(inc.sum()),
+                    "max_rel_error_included": float(rel[inc].max()) if inc.any() else None,
+                    "rel_error_per_eta": rel.tolist(), "beta": float(r.effective_beta),
+                    "beta_float64": beta64})
     return rows
 
 
@@ -181,6 +233,16 @@ def summary(results: dict, K: int) -> list[str]:
                      f"projected {total / 60:.1f} min (" + ", ".join(
                          f"{r['norm']}: {r['steady_step_s'] * 1e3:.1f} ms/step, start {r['startup_s']:.0f} s"
                          for r in proto) + ")")
+    for r in results.get("precision", []):
+        if "error" in r:
+            lines.append(f"{r['norm']:5} {r['precision']} {r['steps']} η: {r['error']}")
+            continue
+        err = r["max_rel_error_included"]
+        lines.append(f"{r['norm']:5} {r['precision']:13} {r['steps']:5} η: probe {1e3 * r['probe_s']:.2f} ms "
+                     f"= {r['probe_over_K1_grad']:.2f} x (K+1)·grad, "
+                     f"floor {r['floor']:.2e} (ε {r['arithmetic_eps']:.1e}), {r['num_included']}/{r['K']} η "
+                     f"in β, worst included error {'-' if err is None else f'{err:.1e}'}, "
+                     f"β {r['beta']:.4g} vs float64 {r['beta_float64']:.4g}")
     return lines
 
 
@@ -205,7 +267,7 @@ def main() -> None:
     parser.add_argument("--ref-timeout", type=int, default=240, help="seconds for the torch reference")
     parser.add_argument("--jax-ref-timeout", type=int, default=150, help="seconds for the JAX reference")
     parser.add_argument("--skip", default="", help="comma list of sections to skip: "
-                        "engine,alone,torch,protocol,jax")
+                        "engine,alone,torch,protocol,jax,precision")
     parser.add_argument("--skip-refs", action="store_true", help="same as --skip torch,jax")
     parser.add_argument("--out", default="bench_gpu.json")
     args = parser.parse_args()
@@ -269,6 +331,14 @@ def main() -> None:
     section("torch", reference("torch_probe_anchor.py", args.ref_timeout))
     section("protocol", protocol)
     section("jax", reference("jax_probe_anchor.py", args.jax_ref_timeout))
+
+    def precision():
+        for norm in args.norms.split(","):
+            for r in precision_check(norm, args):
+                results.setdefault("precision", []).append(r)
+                print(json.dumps({k: v for k, v in r.items() if k != "rel_error_per_eta"}), flush=True)
+
+    section("precision", precision)
     results["summary"] = summary(results, args.K)
     save()
     print("\n".join(results["summary"]), flush=True)

@@ -7,7 +7,7 @@ loss landscape: the loss and gradient along the gradient direction (Figure 4), g
 The flat API (everything else lives in the submodules named below):
 
 - probes: :func:`step_probe`, :func:`make_step_probe`, :func:`lr_multiples`, :func:`grad_norms`,
-  :func:`noise_floor` (:mod:`landscape.probes`, pure JAX, no Flax)
+  :func:`noise_floor`, :func:`arithmetic_eps` (:mod:`landscape.probes`, pure JAX, no Flax)
 - Flax NNX bridge: :func:`split`, :func:`make_loss_fn`, :func:`make_batch` (:mod:`landscape.bridge`)
 - training: :class:`TrainConfig`, :func:`landscape.train.train`, :class:`Prober`, :class:`ProbeSchedule`,
   :class:`Measurement` (:mod:`landscape.train`)
@@ -30,7 +30,7 @@ _EXPORTS = {
     "make_normalization": "normalization", "normalization_names": "normalization",
     "GradNorms": "probes", "StepProbe": "probes", "grad_norms": "probes",
     "lr_multiples": "probes", "make_step_probe": "probes", "noise_floor": "probes",
-    "step_probe": "probes",
+    "step_probe": "probes", "arithmetic_eps": "probes",
     "theory_table": "theory",
     "Measurement": "train", "Prober": "train", "ProbeSchedule": "train", "read_run": "train",
     "restore_model": "train",

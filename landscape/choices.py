@@ -10,8 +10,8 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["BN_MODES", "DATASETS", "DTYPES", "DATA_FILES_DATASETS", "OPTIMIZERS", "PROBE_STRATEGIES",
-           "SCHEDULES", "check_number", "check_choice"]
+__all__ = ["BN_MODES", "DATASETS", "DTYPES", "MATMUL_PRECISIONS", "DATA_FILES_DATASETS",
+           "OPTIMIZERS", "PROBE_STRATEGIES", "SCHEDULES", "check_number", "check_choice"]
 
 #: Datasets a run can train on; ``dln`` is the deep linear network's synthetic regression task.
 DATA_FILES_DATASETS = ("cifar10", "mnist", "mnist5k", "synthetic")
@@ -26,6 +26,10 @@ BN_MODES = ("batch_stats", "running_average")
 #: Precision of a run's parameters, statistics and inputs (float64 runs enable JAX's x64 mode for
 #: their duration).
 DTYPES = ("float32", "float64")
+#: ``jax_default_matmul_precision`` levels a run may set: the backend's fast default (TF32 on
+#: Ampere+ GPUs, one bfloat16 pass on TPUs), "high" (TF32 / three bfloat16 passes), "highest"
+#: (true float32). XLA:CPU computes float32 in all three.
+MATMUL_PRECISIONS = ("default", "high", "highest")
 
 
 def check_choice(name: str, value: Any, accepted: tuple[str, ...], error: type[Exception] = ValueError

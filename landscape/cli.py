@@ -47,6 +47,7 @@ _positive_float = _number_type(float, minimum=0.0, strict=True, what="a positive
 
 
 def _add_training_flags(p: argparse.ArgumentParser, *, default_out: str | None) -> None:
+    from landscape.choices import MATMUL_PRECISIONS
     from landscape.config import DATASETS
     from landscape.models import model_names
 
@@ -77,6 +78,9 @@ def _add_training_flags(p: argparse.ArgumentParser, *, default_out: str | None) 
                    help="stop a run at its first non-finite loss (default: finish it, record NaN)")
     p.add_argument("--dtype", choices=("float32", "float64"),
                    help="precision of the whole run, probes included (default float32)")
+    p.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS,
+                   help="float32 matmul/conv arithmetic: default (TF32 on Ampere+ GPUs, bfloat16 "
+                        "on TPUs), high, or highest (true float32; slower on accelerators)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write records for TensorBoard (tensorboard --logdir OUT); needs "
                         "tensorboardX")
@@ -143,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("dataset", "data_dir", "model", "width", "steps", "lr", "batch_size", "probe_every",
-            "checkpoint_every", "num_step_sizes", "seed", "dtype")
+            "checkpoint_every", "num_step_sizes", "seed", "dtype", "matmul_precision")
     out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     for flag in ("download", "stop_on_divergence"):
         if getattr(args, flag, False):

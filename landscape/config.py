@@ -11,6 +11,7 @@ from landscape.choices import (
     BN_MODES as PROBE_MODES,
     DATASETS,
     DTYPES,
+    MATMUL_PRECISIONS,
     OPTIMIZERS,
     PROBE_STRATEGIES,
     SCHEDULES,
@@ -55,6 +56,7 @@ class TrainConfig:
     batch_size: int = 128
     seed: int = 0
     dtype: str = "float32"
+    matmul_precision: str = "default"  # jax_default_matmul_precision for the whole run
     # evaluation and checkpoints
     eval_every: int = 100
     eval_batch_size: int = 1000
@@ -91,6 +93,7 @@ class TrainConfig:
         self._choice("norm", normalization_names())
         self._choice("optimizer", OPTIMIZERS)
         self._choice("dtype", DTYPES)
+        self._choice("matmul_precision", MATMUL_PRECISIONS)
         self._choice("schedule", SCHEDULES)
         self._choice("probe_mode", PROBE_MODES)
         self._choice("probe_strategy", PROBE_STRATEGIES)
@@ -129,8 +132,9 @@ class TrainConfig:
         d["norm_options"] = dict(self.norm_options)
         d["model_options"] = dict(self.model_options)
         d["probe_at"] = list(self.probe_at)
-        if not self.train_subset:
-            del d["train_subset"]  # the default is left out: older run folders keep matching
+        for field, default in (("train_subset", 0), ("matmul_precision", "default")):
+            if d[field] == default:
+                del d[field]  # the default is left out: older run folders keep matching
         return d
 
     @classmethod

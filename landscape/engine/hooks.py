@@ -173,14 +173,15 @@ class StepProbeHook(Hook):
     def __init__(self, *, step_sizes: Sequence[float] | np.ndarray, schedule: Schedule = Schedule(),
                  mode: str = "batch_stats", strategy: str = "auto", tag: str = "",
                  name: str = "probes", fuse: bool = True,
-                 floor_factor: float = probes.DEFAULT_FLOOR_FACTOR, layout: str = "auto"):
+                 floor_factor: float = probes.DEFAULT_FLOOR_FACTOR, layout: str = "auto",
+                 floor_eps: float | None = None):
         self.step_sizes = np.asarray(step_sizes, dtype=np.float64)  # cast to θ's dtype in the probe
         if self.step_sizes.ndim != 1 or self.step_sizes.size == 0:
             raise ValueError("step_sizes must be a non-empty 1-D sequence")
         bridge.check_mode(mode)
         self.name, self.schedule, self.mode, self.tag = name, schedule, mode, tag
         self.fuse = fuse and mode == "batch_stats"
-        self.strategy, self.floor_factor = strategy, floor_factor
+        self.strategy, self.floor_factor, self.floor_eps = strategy, floor_factor, floor_eps
         self.layout = parallel.check_layout(layout)
 
     def setup(self, run: RunContext) -> None:
@@ -189,7 +190,7 @@ class StepProbeHook(Hook):
         self._probe = functools.partial(
             probes._step._step_probe_impl, self.loss_fn,
             probes._step._resolve_strategy(self.strategy, None), None, float(self.floor_factor),
-            self.points_mesh)
+            self.points_mesh, probes._step._check_floor_eps(self.floor_eps))
 
     def measure(self, carry, inputs: StepInputs):
         fused = (inputs.loss, inputs.grad) if self.fuse else None

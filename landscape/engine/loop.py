@@ -13,6 +13,7 @@ Step t uses the minibatch :func:`landscape.data.batch_at` (seed, t) and the nois
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 import zlib
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from landscape import bridge, data as data_lib, parallel
+from landscape import bridge, data as data_lib, parallel, probes
 from landscape.config import ConfigError, TrainConfig
 from landscape.engine.hooks import (Hook, Measurement, MeasurementHook, RunContext, Schedule,
                                     StepInputs, StepProbeHook)
@@ -224,7 +225,8 @@ def train(config: TrainConfig, workdir: str | Path, **kwargs: Any) -> TrainResul
 
     Args:
         config: a validated :class:`TrainConfig` (its probe settings add a :class:`StepProbeHook`;
-            ``dtype="float64"`` runs the whole run, probes included, in JAX's x64 mode).
+            ``dtype="float64"`` runs the whole run, probes included, in JAX's x64 mode;
+            ``matmul_precision`` sets ``jax_default_matmul_precision`` for all of it).
         workdir: the run's folder (created; an existing run with the same config is resumed, one
             with a different config is refused with :class:`RunExistsError`).
         progress: show a progress bar (tqdm), updated once per block of ``sync_every`` steps.
@@ -247,10 +249,12 @@ def train(config: TrainConfig, workdir: str | Path, **kwargs: Any) -> TrainResul
         >>> cfg = TrainConfig(dataset="synthetic", model="mlp", steps=20, probe_every=5)
         >>> result = train(cfg, "runs/demo", progress=False)
     """
-    if config.dtype == "float64":
-        with jax.enable_x64(True):
-            return _train(config, workdir, **kwargs)
-    return _train(config, workdir, **kwargs)
+    with contextlib.ExitStack() as scope:
+        if config.dtype == "float64":
+            scope.enter_context(jax.enable_x64(True))
+        if config.matmul_precision != "default":
+            scope.enter_context(jax.default_matmul_precision(config.matmul_precision))
+        return _train(config, workdir, **kwargs)
 
 
 def run_mesh(devices: int | None, batch_size: int):
@@ -307,7 +311,8 @@ def _train(config: TrainConfig, workdir: str | Path, *, progress: bool = True,
     all_hooks = default_hooks(config) + [MeasurementHook(m) for m in measurements] + list(hooks)
     _check_hooks(all_hooks)
     run.create(input_shape=list(input_shape), num_classes=int(num_classes),
-               devices=parallel.mesh_size(mesh), processes=jax.process_count())
+               devices=parallel.mesh_size(mesh), processes=jax.process_count(),
+               arithmetic_eps=probes.arithmetic_eps(config.dtype))
     tx = build_optimizer(config)
     state, carries, start = _resume(run, config, model, tx, all_hooks, mesh)
     fns = StepFunctions(model, tx, uses_noise=config.norm == "noisy_batch")

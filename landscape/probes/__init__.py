@@ -5,7 +5,7 @@ The Flax NNX bridge (:mod:`landscape.bridge`) turns a model into that form once,
 
 Along the gradient (Santurkar et al. 2018, Figure 4) — :mod:`landscape.probes._step`:
     :func:`step_probe`, :func:`make_step_probe`, :func:`lr_multiples`, :func:`grad_norms`,
-    :func:`noise_floor`, :func:`summarize`.
+    :func:`noise_floor`, :func:`arithmetic_eps`, :func:`summarize`.
 Internal covariate shift (Definition 2.1) — :mod:`landscape.probes._ics`:
     :func:`internal_covariate_shift`.
 Activation statistics (Fig. 1/2, Ioffe Fig. 1) — :mod:`landscape.probes._activations`:
@@ -42,6 +42,7 @@ from landscape.probes._step import (
     STRATEGIES,
     GradNorms,
     StepProbe,
+    arithmetic_eps,
     grad_norms,
     lr_multiples,
     make_step_probe,
@@ -85,6 +86,7 @@ __all__ = [
     "lr_multiples",
     "make_step_probe",
     "noise_floor",
+    "arithmetic_eps",
     "param_mask",
     "param_paths",
     "pca_directions",

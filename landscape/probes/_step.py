@@ -187,8 +187,100 @@ def _check_direction(params: PyTree, direction: PyTree, what: str = "direction")
 # step probe
 
 
-def _rounding_perturbation(params: PyTree, ulps: float) -> PyTree:
-    """δ with δ_i = ±ulps·eps·|θ_i| (a fixed sign pattern): a few units in the last place of θ."""
+# Explicit significand bits of the operand rounding behind a 32-bit matmul/convolution, by
+# ``jax_default_matmul_precision`` level (rows) and platform (columns; TF32 needs an Ampere+ GPU).
+_LEVELS = {"default": "default", "fastest": "default", "bfloat16": "default",
+           "high": "high", "tensorfloat32": "high", "bfloat16_3x": "high",
+           "highest": "highest", "float32": "highest"}
+_LEVEL_BITS = {"cpu": {"default": 23, "high": 23, "highest": 23},
+               "gpu": {"default": 10, "high": 10, "highest": 23},
+               "tpu": {"default": 7, "high": 16, "highest": 23}}
+# dot-algorithm presets (``jax.lax.DotAlgorithmPreset`` names) fix the operand rounding themselves
+_ALGORITHM_BITS = {"F32_F32_F32": 23, "TF32_TF32_F32": 10, "TF32_TF32_F32_X3": 21,
+                   "BF16_BF16_F32": 7, "BF16_BF16_F32_X3": 16, "BF16_BF16_F32_X6": 23,
+                   "BF16_BF16_F32_X9": 23, "BF16_BF16_BF16": 7, "F16_F16_F16": 10,
+                   "F16_F16_F32": 10, "F64_F64_F64": 52, "ANY_F8_ANY_F8_F32": 3,
+                   "ANY_F8_ANY_F8_F32_FAST_ACCUM": 3, "ANY_F8_ANY_F8_ANY": 3}
+
+
+def arithmetic_eps(dtype: Any = jnp.float32, *, platform: str | None = None,
+                   precision: Any = None, compute_capability: str | None = None) -> float:
+    """Relative resolution ε of the arithmetic that ``dtype`` matmuls and convolutions run in.
+
+    ε = 2^−m for m explicit significand bits of the operands the hardware multiplies: the dtype's own
+    ``finfo(dtype).eps`` (float64 2^−52, float32 2^−23, bfloat16 2^−7) unless JAX computes 32-bit
+    matmuls more coarsely. By default it does on accelerators: TF32 (m = 10, ε ≈ 9.8e-4) on NVIDIA
+    Ampere and newer GPUs and one bfloat16 pass (m = 7) on TPUs; ``"highest"`` means true float32,
+    and XLA:CPU always computes float32. The step probe's rounding floor perturbs θ by this ε, so
+    that its floor measures the rounding of the arithmetic actually used (a float32 ulp is below
+    TF32's resolution and would report a floor thousands of times too small). Platforms other than
+    CPU, GPU and TPU are taken to compute like the CPU.
+
+    Args:
+      dtype: the parameters' float dtype.
+      platform: ``"cpu"``, ``"gpu"`` (also ``"cuda"``/``"rocm"``) or ``"tpu"``; default
+        ``jax.default_backend()``.
+      precision: a ``jax_default_matmul_precision`` value (``"default"``, ``"high"``,
+        ``"highest"``, ``"bfloat16"``, ``"tensorfloat32"``, ``"float32"``, ``"fastest"``), a
+        ``jax.lax.Precision``, or a ``DotAlgorithmPreset`` (or its name); default: the current
+        ``jax.config.jax_default_matmul_precision``. A model that passes its own ``precision=`` to
+        its layers is not seen here: give the step probe ``floor_eps`` yourself.
+      compute_capability: a CUDA GPU's ``"major.minor"`` (TF32 needs ≥ 8.0); default: read from
+        the first device when ``platform`` is the default backend, and TF32 assumed when unknown.
+
+    Returns:
+      ε as a Python float, never below ``finfo(dtype).eps``.
+
+    Raises:
+      ValueError: an unknown precision name.
+
+    Example::
+
+        >>> arithmetic_eps(jnp.float32, platform="gpu", precision="default") == 2.0 ** -10
+        True
+        >>> arithmetic_eps(jnp.float32, platform="cpu") == 2.0 ** -23
+        True
+    """
+    dtype = jnp.dtype(dtype)
+    own = float(jnp.finfo(dtype).eps)
+    if dtype.itemsize != 4:  # the precision setting governs 32-bit inputs only
+        return own
+    platform = (platform or jax.default_backend()).lower()
+    platform = "gpu" if platform in ("cuda", "rocm") else platform
+    if precision is None:
+        precision = jax.config.jax_default_matmul_precision
+    name = getattr(precision, "name", precision)
+    name = "default" if name is None else str(name)
+    if name.upper() in _ALGORITHM_BITS:
+        bits = _ALGORITHM_BITS[name.upper()]
+    elif name.lower() in _LEVELS:
+        bits = _LEVEL_BITS.get(platform, _LEVEL_BITS["cpu"])[_LEVELS[name.lower()]]
+        if platform == "gpu" and bits == 10 and not _has_tf32(platform, compute_capability):
+            bits = 23
+    else:
+        raise ValueError(f"precision={precision!r} is not a matmul precision JAX knows; use one of "
+                         f"{', '.join(_LEVELS)} or a DotAlgorithmPreset name")
+    if platform == "cpu":
+        bits = 23  # XLA:CPU multiplies float32 in float32 whatever is asked (measured, jax 0.10)
+    return max(own, 2.0 ** -bits)
+
+
+def _has_tf32(platform: str, compute_capability: str | None) -> bool:
+    """Whether a GPU multiplies float32 in TF32 by default (CUDA compute capability ≥ 8.0)."""
+    if compute_capability is None and platform == jax.default_backend():
+        compute_capability = getattr(jax.devices()[0], "compute_capability", None)
+    try:
+        return compute_capability is None or float(compute_capability) >= 8.0
+    except (TypeError, ValueError):
+        return True  # unknown: assume the coarser arithmetic (a larger, safe floor)
+
+
+def _rounding_perturbation(params: PyTree, ulps: float, eps: float | None = None) -> PyTree:
+    """δ with δ_i = ±ulps·ε·|θ_i| (a fixed sign pattern): a few units of the arithmetic's resolution.
+
+    ε is ``max(finfo(leaf).eps, eps)``; ``eps=None`` takes :func:`arithmetic_eps` of each leaf's
+    dtype (TF32's 2^−10 for float32 on an Ampere+ GPU, float32's 2^−23 on CPU).
+    """
     leaves, treedef = jax.tree.flatten(params)
     out = []
     for i, leaf in enumerate(leaves):
@@ -196,9 +288,10 @@ def _rounding_perturbation(params: PyTree, ulps: float) -> PyTree:
         if not jnp.issubdtype(dtype, jnp.floating):
             out.append(leaf)
             continue
+        leaf_eps = arithmetic_eps(dtype) if eps is None else max(float(jnp.finfo(dtype).eps), eps)
         signs = jax.random.rademacher(jax.random.fold_in(jax.random.key(0x5EED), i),
                                       jnp.shape(leaf), dtype=dtype)
-        out.append(leaf + signs * (ulps * jnp.finfo(dtype).eps) * jnp.abs(leaf))
+        out.append(leaf + signs * (ulps * leaf_eps) * jnp.abs(leaf))
     return jax.tree.unflatten(treedef, out)
 
 
@@ -221,6 +314,7 @@ def _step_probe_impl(
     chunk_size: int | None,
     floor_factor: float,
     mesh: Mesh | None,
+    floor_eps: float | None,
     params: PyTree,
     batch: PyTree,
     step_sizes: jax.Array,
@@ -266,7 +360,7 @@ def _step_probe_impl(
                                       mesh=mesh)
 
     if floor_factor > 0:
-        perturbed = _rounding_perturbation(params, _FLOOR_ULPS)
+        perturbed = _rounding_perturbation(params, _FLOOR_ULPS, floor_eps)
         floor = change_from(jax.grad(loss_fn)(perturbed, batch), grad_acc).astype(dtype)
     else:
         floor = jnp.full((), jnp.nan, dtype)
@@ -292,7 +386,7 @@ _FLOOR_ULPS = 1.0
 DEFAULT_FLOOR_FACTOR = 10.0
 
 
-_step_probe_jit = jax.jit(_step_probe_impl, static_argnums=(0, 1, 2, 3, 4))
+_step_probe_jit = jax.jit(_step_probe_impl, static_argnums=(0, 1, 2, 3, 4, 5))
 
 
 def step_probe(
@@ -305,6 +399,7 @@ def step_probe(
     strategy: str = "auto",
     chunk_size: int | None = None,
     floor_factor: float = DEFAULT_FLOOR_FACTOR,
+    floor_eps: float | None = None,
     value_and_grad: tuple[jax.Array, PyTree] | None = None,
     mesh: Mesh | None = None,
 ) -> StepProbe:
@@ -314,7 +409,7 @@ def step_probe(
 
         loss_k        = L(θ − η_k d)
         grad_change_k = ‖∇L(θ − η_k d) − g‖₂
-        floor         = ‖∇L(θ ⊕ δ) − g‖₂,  δ_i = ±eps·|θ_i|   (rounding floor, same precision)
+        floor         = ‖∇L(θ ⊕ δ) − g‖₂,  δ_i = ±ε·|θ_i|   (rounding floor, same arithmetic)
         effective_β   = max_k grad_change_k / (|η_k| ‖d‖₂)   over k with grad_change_k > c·floor
 
     Entries with |η_k|·‖d‖₂ = 0 are 0/0 and left out of the max, and so are entries whose gradient
@@ -351,6 +446,10 @@ def step_probe(
         ``jax.lax.map(f, step_sizes, batch_size=chunk_size)``. Not accepted with ``"unroll"``.
       floor_factor: c above; 0 skips the floor (no extra gradient; every η with a positive
         distance enters the max, ``grad_change_floor`` is NaN).
+      floor_eps: ε above, the relative resolution of the arithmetic; default
+        :func:`arithmetic_eps` of the params' dtype under the current matmul precision (float32:
+        2^−23 on CPU, TF32's 2^−10 on Ampere+ GPUs, bfloat16's 2^−7 on TPUs). Give it when the
+        model sets its own ``precision=`` on its layers. Never below the dtype's own eps.
       value_and_grad: ``(L(θ), g)`` already computed on this ``batch`` with this ``loss_fn`` (a
         training step's own gradient): the probe then costs K (+1 for the floor) gradients, not
         K + 1 (+1).
@@ -381,20 +480,29 @@ def step_probe(
     """
     resolved = _resolve_strategy(strategy, chunk_size)
     floor_factor = float(check_number("floor_factor", floor_factor, minimum=0))
+    floor_eps = _check_floor_eps(floor_eps)
     # Casting here keeps one jit cache entry whatever dtype the caller's step sizes have.
     step_sizes = jnp.asarray(step_sizes, dtype=_result_dtype(params))
-    return _step_probe_jit(loss_fn, resolved, chunk_size, floor_factor, mesh, params, batch,
-                           step_sizes, direction, value_and_grad)
+    return _step_probe_jit(loss_fn, resolved, chunk_size, floor_factor, mesh, floor_eps, params,
+                           batch, step_sizes, direction, value_and_grad)
+
+
+def _check_floor_eps(floor_eps: float | None) -> float | None:
+    if floor_eps is None:
+        return None
+    return float(check_number("floor_eps", floor_eps, minimum=0, maximum=1, strict=True))
 
 
 def make_step_probe(
     loss_fn: LossFn, *, strategy: str = "auto", chunk_size: int | None = None,
     floor_factor: float = DEFAULT_FLOOR_FACTOR, mesh: Mesh | None = None,
+    floor_eps: float | None = None,
 ) -> Callable[..., StepProbe]:
     """Builds a jitted ``probe(params, batch, step_sizes, direction=None) -> StepProbe``.
 
     Same computation and arguments as :func:`step_probe`, with ``loss_fn``, ``strategy`` (``"auto"``
-    resolved now, on the current default backend), ``chunk_size`` and ``floor_factor`` fixed. Build it once and call it
+    resolved now, on the current default backend), ``chunk_size``, ``floor_factor`` and ``floor_eps``
+    fixed (``floor_eps=None`` is resolved when the probe is traced, under the matmul precision then in force). Build it once and call it
     every step: it traces again only when shapes, dtypes or the pytree structure of its arguments
     change (e.g. a new K, or ``direction`` switching between ``None`` and a pytree), never when only
     values change.
@@ -405,6 +513,7 @@ def make_step_probe(
       chunk_size: see :func:`step_probe`.
       floor_factor: see :func:`step_probe`.
       mesh: see :func:`step_probe` (points over devices).
+      floor_eps: see :func:`step_probe`.
 
     Returns:
       The jitted probe function.
@@ -420,7 +529,8 @@ def make_step_probe(
     """
     resolved = _resolve_strategy(strategy, chunk_size)
     floor_factor = float(check_number("floor_factor", floor_factor, minimum=0))
-    body = functools.partial(_step_probe_impl, loss_fn, resolved, chunk_size, floor_factor, mesh)
+    body = functools.partial(_step_probe_impl, loss_fn, resolved, chunk_size, floor_factor, mesh,
+                             _check_floor_eps(floor_eps))
 
     def probe(params: PyTree, batch: PyTree, step_sizes: jax.Array, direction: PyTree = None,
               value_and_grad: tuple[jax.Array, PyTree] | None = None):
