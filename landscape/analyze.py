@@ -34,7 +34,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
@@ -370,8 +369,7 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: str | Sequence[int] = "las
                     overwrite)
     done = {int(r["step"]) for r in read_records(out / "analysis.jsonl")}
     todo = [s for s in chosen if s not in done]
-    x64 = jax.enable_x64(True) if config.dtype == "float64" else contextlib.nullcontext()
-    with x64:
+    with config.arithmetic():
         ctx = _Context(run_dir, config, options, available) if todo else None
         with RecordWriter(out / "analysis.jsonl") as writer:
             for step in tqdm(todo, desc=f"analyze {run_dir.name}", disable=not progress,

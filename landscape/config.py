@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -150,6 +151,18 @@ class TrainConfig:
         if "probe_at" in d:
             d["probe_at"] = tuple(d["probe_at"])
         return cls(**d)
+
+    def arithmetic(self) -> contextlib.AbstractContextManager:
+        """The run's numeric context: x64 mode for ``dtype="float64"`` and ``matmul_precision``
+        as ``jax_default_matmul_precision``. Training, probes and analyses of the run enter it."""
+        import jax
+
+        scope = contextlib.ExitStack()
+        if self.dtype == "float64":
+            scope.enter_context(jax.enable_x64(True))
+        if self.matmul_precision != "default":
+            scope.enter_context(jax.default_matmul_precision(self.matmul_precision))
+        return scope
 
     def probes_enabled(self) -> bool:
         return self.probe_every > 0 or bool(self.probe_at)

@@ -13,7 +13,6 @@ Step t uses the minibatch :func:`landscape.data.batch_at` (seed, t) and the nois
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
 import zlib
@@ -249,11 +248,7 @@ def train(config: TrainConfig, workdir: str | Path, **kwargs: Any) -> TrainResul
         >>> cfg = TrainConfig(dataset="synthetic", model="mlp", steps=20, probe_every=5)
         >>> result = train(cfg, "runs/demo", progress=False)
     """
-    with contextlib.ExitStack() as scope:
-        if config.dtype == "float64":
-            scope.enter_context(jax.enable_x64(True))
-        if config.matmul_precision != "default":
-            scope.enter_context(jax.default_matmul_precision(config.matmul_precision))
+    with config.arithmetic():
         return _train(config, workdir, **kwargs)
 
 
