@@ -149,6 +149,11 @@ def test_arithmetic_eps_reads_the_matmul_precision_in_force_and_the_dtype():
     assert probes.arithmetic_eps(jnp.float32, platform="gpu", compute_capability="9.0") == 2.0 ** -10
     with jax.default_matmul_precision("highest"):
         assert probes.arithmetic_eps(jnp.float32, platform="gpu", compute_capability="9.0") == 2.0 ** -23
+    # a jitted caller is traced again when the precision changes (it is part of jit's cache key)
+    scaled = jax.jit(lambda x: x * probes.arithmetic_eps(platform="gpu", compute_capability="9.0"))
+    assert float(scaled(1.0)) == 2.0 ** -10
+    with jax.default_matmul_precision("highest"):
+        assert float(scaled(1.0)) == 2.0 ** -23
     assert probes.arithmetic_eps(jnp.float64, platform="gpu") == 2.0 ** -52  # 64-bit: untouched
     assert probes.arithmetic_eps(jnp.bfloat16, platform="cpu") == 2.0 ** -7
     with pytest.raises(ValueError, match="precision='fast'"):
