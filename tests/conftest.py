@@ -2,6 +2,9 @@
 
 - Rank promotion raises: ``(B, C) + (C,)``-style implicit broadcasting must be written out
   (``x[None, :]``) — the equinox convention; it catches shape bugs that broadcasting would hide.
+- The longest files run first: the suite runs on two pytest-xdist workers (``--dist loadfile``,
+  see pyproject.toml), each file whole on the next free worker, so a long file left to the end would
+  keep one worker busy while the other idles.
 - A persistent compilation cache (``.jax_cache/`` in the repository, git-ignored): identical
   programs built by different tests (the same tiny model through a new ``make_loss_fn``) compile
   once per machine instead of once per test.
@@ -23,3 +26,13 @@ def x64():
     """float64 for one module (``pytestmark = pytest.mark.usefixtures("x64")``); restored after."""
     with jax.enable_x64(True):
         yield
+
+
+#: Files that take a minute or more on 2 cores (child processes, notebooks, end-to-end runs).
+_LONGEST_FIRST = ("test_parallel.py", "test_notebooks.py", "test_reliability.py", "test_readme.py",
+                  "test_cli.py", "test_analyze.py", "test_exp_landscapes.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep order
