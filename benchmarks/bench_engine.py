@@ -38,6 +38,18 @@ from landscape.models import build_model
 ALL_VARIANTS = ("fused-floor", "fused-nofloor", "unfused-floor", "unfused-nofloor")
 
 
+def probe_inputs(model: str, width: float, norm: str, batch: int, dtype=jnp.float32):
+    """(loss_fn, params, batch) of ``model`` on a fixed synthetic CIFAR-shaped batch (seed 0)."""
+    net = build_model(model, width=width, norm=norm, input_shape=(32, 32, 3))
+    if dtype != jnp.float32:
+        bridge.cast(net, dtype)
+    _, params, state = bridge.split(net)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(batch, 32, 32, 3)), dtype)
+    y = jnp.asarray(rng.integers(0, 10, batch))
+    return bridge.make_loss_fn(net), params, bridge.make_batch(x, y, state)
+
+
 def _time(fn, reps: int) -> tuple[float, float]:
     """(first call incl. compile, median of ``reps`` further calls) in seconds."""
     t0 = time.perf_counter()

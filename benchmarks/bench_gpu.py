@@ -22,8 +22,9 @@ Everything runs in ONE process call on ONE card, so the numbers compare (issue 1
    default float32 arithmetic (TF32 on Ampere+ GPUs) and under ``"highest"`` (true float32),
    and under bfloat16 operands (``"BF16_BF16_F32"``, tensor cores at twice TF32's rate), each
    against the same probe in float64, at the paper's step sizes (lr 0.1 × [½, 4]) and at
-   small ones (η‖g‖ from 1e-5 to 1e-2): the floor each reports, how many η enter β, the largest
-   relative error of an entering gradient change, β against float64's, and the probe's time.
+   small ones (η‖g‖ from 1e-5 to 1e-2): the default floor (one float32 ulp) and the floor at the
+   arithmetic's resolution (``floor_eps=arithmetic_eps()``), how many η enter β under each, the
+   largest relative error of an entering gradient change, β against float64's, and the probe's time.
 
 Each section prints as it finishes and the results go to ``--out`` (JSON) after every section, so a
 section that fails or a call that runs out of time keeps what was measured before it.
@@ -59,12 +60,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_engine import _time, bench_model  # noqa: E402
+from bench_engine import _time, bench_model, probe_inputs  # noqa: E402
 
-from landscape import bridge, probes  # noqa: E402
+from landscape import probes  # noqa: E402
 from landscape.engine import train  # noqa: E402
 from landscape.experiments.base import preset_config  # noqa: E402
-from landscape.models import build_model  # noqa: E402
 
 PAPER_STEPS = 15_000
 
@@ -76,7 +76,7 @@ def device_name() -> str:
 
 def probe_alone(norm: str, args) -> list[dict]:
     """landscape's step probe on its own (computes its own gradient), per K, ± floor."""
-    loss_fn, params, batch = _probe_inputs(norm, args)
+    loss_fn, params, batch = probe_inputs(args.model, args.width, norm, args.batch)
     grad_fn = jax.jit(jax.value_and_grad(loss_fn))
     _, t_grad = _time(lambda: grad_fn(params, batch), args.reps)
     rows = []
@@ -90,28 +90,16 @@ def probe_alone(norm: str, args) -> list[dict]:
     return rows
 
 
-def _probe_inputs(norm: str, args, dtype=jnp.float32):
-    """(loss_fn, params, batch) of ``args.model`` on a fixed synthetic CIFAR-shaped batch."""
-    model = build_model(args.model, width=args.width, norm=norm, input_shape=(32, 32, 3))
-    if dtype != jnp.float32:
-        bridge.cast(model, dtype)
-    _, params, state = bridge.split(model)
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(args.batch, 32, 32, 3)), dtype)
-    y = jnp.asarray(rng.integers(0, 10, args.batch))
-    return bridge.make_loss_fn(model), params, bridge.make_batch(x, y, state)
-
-
 def precision_check(norm: str, args) -> list[dict]:
     """Probe accuracy and cost under each matmul precision, against float64 (section 5)."""
-    loss_fn, params, batch = _probe_inputs(norm, args)
+    loss_fn, params, batch = probe_inputs(args.model, args.width, norm, args.batch)
     g_norm = float(probes.step_probe(loss_fn, params, batch, np.ones(1), floor_factor=0).grad_norm)
     grad_fn = jax.jit(jax.value_and_grad(loss_fn))
     _, t_grad = _time(lambda: grad_fn(params, batch), args.reps)  # default precision: the baseline
     sets = {"paper": probes.lr_multiples(0.1, num=args.K),
             "small": np.geomspace(1e-5, 1e-2, args.K) / g_norm}
     with jax.enable_x64(True):
-        loss64, params64, batch64 = _probe_inputs(norm, args, jnp.float64)
+        loss64, params64, batch64 = probe_inputs(args.model, args.width, norm, args.batch, jnp.float64)
         exact = {name: probes.step_probe(loss64, params64, batch64, etas, floor_factor=0)
                  for name, etas in sets.items()}
         exact = {k: (np.asarray(v.grad_change), float(v.effective_beta)) for k, v in exact.items()}
@@ -127,6 +115,8 @@ def precision_check(norm: str, args) -> list[dict]:
                                  "error": f"{type(e).__name__}: {str(e)[:300]}"})
                     continue
                 r = jax.device_get(probe(params, batch, etas))
+                eps = probes.arithmetic_eps(jnp.float32)
+                r_res = jax.device_get(probes.step_probe(loss_fn, params, batch, etas, floor_eps=eps))
                 change64, beta64 = exact[name]
                 rel = np.abs(np.asarray(r.grad_change, np.float64) - change64) / change64
                 inc = np.asarray(r.beta_included)
@@ -138,6 +128,9 @@ def precision_check(norm: str, args) -> list[dict]:
                     "num_included": int(inc.sum()),
                     "max_rel_error_included": float(rel[inc].max()) if inc.any() else None,
                     "rel_error_per_eta": rel.tolist(), "beta": float(r.effective_beta),
+                    "resolution_floor": float(r_res.grad_change_floor),
+                    "num_included_resolution_floor": int(np.asarray(r_res.beta_included).sum()),
+                    "beta_resolution_floor": float(r_res.effective_beta),
                     "beta_float64": beta64})
     return rows
 
@@ -240,8 +233,10 @@ def summary(results: dict, K: int) -> list[str]:
         err = r["max_rel_error_included"]
         lines.append(f"{r['norm']:5} {r['precision']:13} {r['steps']:5} η: probe {1e3 * r['probe_s']:.2f} ms "
                      f"= {r['probe_over_K1_grad']:.2f} x (K+1)·grad, "
-                     f"floor {r['floor']:.2e} (ε {r['arithmetic_eps']:.1e}), {r['num_included']}/{r['K']} η "
-                     f"in β, worst included error {'-' if err is None else f'{err:.1e}'}, "
+                     f"floor {r['floor']:.2e}, {r['num_included']}/{r['K']} η "
+                     f"in β (resolution floor {r['resolution_floor']:.2e}: "
+                     f"{r['num_included_resolution_floor']}), worst included error "
+                     f"{'-' if err is None else f'{err:.1e}'}, "
                      f"β {r['beta']:.4g} vs float64 {r['beta_float64']:.4g}")
     return lines
 

@@ -1,12 +1,13 @@
-"""The rounding floor follows the arithmetic the matmuls run in, not the storage dtype.
+"""The rounding floor and the arithmetic the matmuls run in.
 
 On Ampere+ GPUs JAX multiplies float32 in TF32 (10 significand bits) and on TPUs in bfloat16 (7)
-unless asked for "highest". A floor measured by moving θ one float32 ulp stays below that
-resolution, so it reports rounding thousands of times too small and lets η whose gradient change is
-mostly rounding into the effective β. XLA:CPU always computes float32, so these tests emulate the
-coarser arithmetic on CPU: a two-layer-deep MLP whose every matmul (forward and both backward
-products) rounds its operands to m significand bits and accumulates in float32, as tensor cores do.
-The exact answer is the same MLP in float64 with no rounding.
+unless asked for "highest". The default floor moves θ by one float32 ulp, below that resolution, so
+it misses most of the rounding and lets η whose gradient change is mostly rounding into the
+effective β; ``floor_eps=arithmetic_eps(dtype)`` measures the arithmetic's own noise. XLA:CPU
+always computes float32, so these tests emulate the coarser arithmetic on CPU
+(``landscape.probes._emulate``): an MLP whose every matmul (forward and both backward products)
+rounds its operands to m significand bits and accumulates in float32, as tensor cores do. The exact
+answer is the same MLP in float64 with no rounding.
 """
 
 from __future__ import annotations
@@ -20,35 +21,7 @@ import pytest
 
 from landscape import probes
 from landscape.config import ConfigError, TrainConfig
-
-TF32_BITS, BF16_BITS = 10, 7
-
-
-def _round_significand(x: jax.Array, bits: int) -> jax.Array:
-    """float32 ``x`` rounded to ``bits`` explicit significand bits (to nearest, ties to even)."""
-    drop = 23 - bits
-    i = jax.lax.bitcast_convert_type(x, jnp.uint32)
-    i = i + jnp.uint32((1 << (drop - 1)) - 1) + ((i >> drop) & 1)
-    return jax.lax.bitcast_convert_type(i & jnp.uint32(0xFFFFFFFF << drop & 0xFFFFFFFF), jnp.float32)
-
-
-def _coarse_matmul(bits: int):
-    """``a @ b`` with operands rounded to ``bits`` significand bits, in the backward pass too."""
-    r = lambda z: _round_significand(z, bits)  # noqa: E731
-
-    @jax.custom_vjp
-    def matmul(a, b):
-        return r(a) @ r(b)
-
-    def fwd(a, b):
-        return matmul(a, b), (a, b)
-
-    def bwd(res, g):
-        a, b = res
-        return r(g) @ r(b).T, r(a).T @ r(g)
-
-    matmul.defvjp(fwd, bwd)
-    return matmul
+from landscape.probes._emulate import BF16_BITS, TF32_BITS, coarse_bilinear, round_significand
 
 
 def _mlp_loss(matmul):
@@ -59,6 +32,24 @@ def _mlp_loss(matmul):
             h = jnp.tanh(matmul(h, params[f"w{i}"]) + params[f"b{i}"][None, :])
         return 0.5 * jnp.mean((matmul(h, params["w3"]) - y) ** 2)
     return loss_fn
+
+
+def test_emulated_rounding_is_bfloat16_and_custom_vjp_rounds_the_backward_products():
+    """7 bits equals a cast to bfloat16 (round to nearest even) on every value, ties included;
+    the emulated matmul's gradient equals the rounded operands' products."""
+    x = jax.random.normal(jax.random.key(1), (4096,), jnp.float32) * 100
+    ties = jnp.asarray([1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 2 ** -8)], jnp.float32)
+    for v in (x, ties):
+        np.testing.assert_array_equal(
+            np.asarray(round_significand(v, BF16_BITS)),
+            np.asarray(v.astype(jnp.bfloat16).astype(jnp.float32)))
+    a, b = x[:12].reshape(3, 4), x[12:32].reshape(4, 5)
+    g = jnp.ones((3, 5)) * (1 + 2 ** -9)
+    _, vjp = jax.vjp(coarse_bilinear(jnp.matmul, BF16_BITS), a, b)
+    r = lambda z: round_significand(z, BF16_BITS)  # noqa: E731
+    da, db = vjp(g)
+    np.testing.assert_array_equal(np.asarray(da), np.asarray(r(g) @ r(b).T))
+    np.testing.assert_array_equal(np.asarray(db), np.asarray(r(a).T @ r(g)))
 
 
 def _exact(x: jax.Array, y: jax.Array) -> jax.Array:
@@ -91,12 +82,13 @@ def problem():
 
 @pytest.mark.parametrize("bits", [TF32_BITS, BF16_BITS])
 def test_floor_at_the_arithmetic_resolution_keeps_rounding_out_of_beta(problem, bits):
-    """With ε = 2^−bits every η that enters β has its gradient change right to < 2 %, well inside
-    the docstring's 1/c = 10 %; with float32's ε some entering η are off by more than 10 %.
+    """With ``floor_eps`` = 2^−bits every η that enters β has its gradient change right to < 2 %,
+    well inside the docstring's 1/c = 10 %; with the default (float32's ulp) some entering η are
+    off by more than 10 %.
     Measured here: TF32 — resolution floor ≤ 0.4 %, float32 floor up to 29 %; bfloat16 —
     resolution floor ≤ 0.15 %, float32 floor up to ×105 (every η enters)."""
     params, batch, etas, exact_change = problem
-    loss_fn = _mlp_loss(_coarse_matmul(bits))
+    loss_fn = _mlp_loss(coarse_bilinear(jnp.matmul, bits))
     error = {}
     for name, eps in (("float32", None), ("arithmetic", 2.0 ** -bits)):
         r = probes.step_probe(loss_fn, params, batch, etas, floor_eps=eps, strategy="vmap")
@@ -109,9 +101,9 @@ def test_floor_at_the_arithmetic_resolution_keeps_rounding_out_of_beta(problem, 
     assert error["float32"] > 1 / probes.DEFAULT_FLOOR_FACTOR, "float32's ulp hides TF32/bf16 rounding"
 
 
-def test_floor_eps_defaults_to_the_resolution_of_this_backend(problem):
-    """On CPU (float32 arithmetic) the default floor equals an explicit ε = 2^−23, and a larger
-    ε gives a proportionally larger floor (the floor is a linear response to δ)."""
+def test_default_floor_is_one_dtype_ulp_and_grows_with_floor_eps(problem):
+    """The default floor equals an explicit ε = 2^−23 (float32's ulp), and a larger ε gives a
+    proportionally larger floor (the floor is a linear response to δ)."""
     params, batch, etas, _ = problem
     loss_fn = _mlp_loss(_exact)
     default = probes.step_probe(loss_fn, params, batch, etas[:2], strategy="vmap")
@@ -165,7 +157,7 @@ def test_arithmetic_eps_reads_the_matmul_precision_in_force_and_the_dtype():
 def test_run_sets_the_matmul_precision_and_records_the_resolution(tmp_path):
     """``matmul_precision`` is in force while the step and its hooks are traced, and is lifted
     after; config.json keeps it (and leaves the default out, so older runs still match), run.json
-    records the resolution the floors used."""
+    records the arithmetic's resolution."""
     from landscape.engine import Hook, Schedule, train
 
     seen = []

@@ -484,7 +484,7 @@ def test_summarize(quad, quad_probes):
     assert np.isnan(nan_summary["effective_beta"])
 
 
-@pytest.mark.parametrize("module", ["_step", "_paths", "_ics"])
+@pytest.mark.parametrize("module", ["_step", "_paths", "_ics", "_emulate"])
 def test_docstring_examples(module):
     import importlib
 

@@ -163,8 +163,7 @@ class StepProbeHook(Hook):
     ``"points"`` — each device evaluates ⌈K/n⌉ points on the whole minibatch
     (:func:`landscape.parallel.spread_points`); ``"auto"`` — ``"points"`` when K ≥ n devices,
     else ``"data"`` (see :func:`landscape.parallel.points_mesh`). One device: the layout changes
-    nothing. ``floor_factor`` and ``floor_eps`` are :func:`landscape.probes.step_probe`'s (the
-    floor's ε defaults to the resolution of the arithmetic in force when the step is traced).
+    nothing. ``floor_factor`` and ``floor_eps`` are :func:`landscape.probes.step_probe`'s.
 
     Example:
         >>> hook = StepProbeHook(step_sizes=probes.lr_multiples(0.1), schedule=Schedule(every=20))

@@ -211,10 +211,10 @@ def arithmetic_eps(dtype: Any = jnp.float32, *, platform: str | None = None,
     ``finfo(dtype).eps`` (float64 2^−52, float32 2^−23, bfloat16 2^−7) unless JAX computes 32-bit
     matmuls more coarsely. By default it does on accelerators: TF32 (m = 10, ε ≈ 9.8e-4) on NVIDIA
     Ampere and newer GPUs and one bfloat16 pass (m = 7) on TPUs; ``"highest"`` means true float32,
-    and XLA:CPU always computes float32. The step probe's rounding floor perturbs θ by this ε, so
-    that its floor measures the rounding of the arithmetic actually used (a float32 ulp is below
-    TF32's resolution and would report a floor thousands of times too small). Platforms other than
-    CPU, GPU and TPU are taken to compute like the CPU.
+    and XLA:CPU always computes float32. Passed as the step probe's ``floor_eps``, it makes the
+    rounding floor measure the noise of the arithmetic actually used: a float32 ulp is below TF32's
+    resolution, and its floor misses most of TF32's rounding. Platforms other than CPU, GPU and TPU
+    are taken to compute like the CPU.
 
     Args:
       dtype: the parameters' float dtype.
@@ -278,8 +278,8 @@ def _has_tf32(platform: str, compute_capability: str | None) -> bool:
 def _rounding_perturbation(params: PyTree, ulps: float, eps: float | None = None) -> PyTree:
     """δ with δ_i = ±ulps·ε·|θ_i| (a fixed sign pattern): a few units of the arithmetic's resolution.
 
-    ε is ``max(finfo(leaf).eps, eps)``; ``eps=None`` takes :func:`arithmetic_eps` of each leaf's
-    dtype (TF32's 2^−10 for float32 on an Ampere+ GPU, float32's 2^−23 on CPU).
+    ε is ``max(finfo(leaf).eps, eps)``; ``eps=None`` takes each leaf's own ``finfo(leaf).eps``
+    (one ulp of the storage dtype).
     """
     leaves, treedef = jax.tree.flatten(params)
     out = []
@@ -288,7 +288,7 @@ def _rounding_perturbation(params: PyTree, ulps: float, eps: float | None = None
         if not jnp.issubdtype(dtype, jnp.floating):
             out.append(leaf)
             continue
-        leaf_eps = arithmetic_eps(dtype) if eps is None else max(float(jnp.finfo(dtype).eps), eps)
+        leaf_eps = max(float(jnp.finfo(dtype).eps), eps or 0.0)
         signs = jax.random.rademacher(jax.random.fold_in(jax.random.key(0x5EED), i),
                                       jnp.shape(leaf), dtype=dtype)
         out.append(leaf + signs * (ulps * leaf_eps) * jnp.abs(leaf))
@@ -446,10 +446,13 @@ def step_probe(
         ``jax.lax.map(f, step_sizes, batch_size=chunk_size)``. Not accepted with ``"unroll"``.
       floor_factor: c above; 0 skips the floor (no extra gradient; every η with a positive
         distance enters the max, ``grad_change_floor`` is NaN).
-      floor_eps: ε above, the relative resolution of the arithmetic; default
-        :func:`arithmetic_eps` of the params' dtype under the current matmul precision (float32:
-        2^−23 on CPU, TF32's 2^−10 on Ampere+ GPUs, bfloat16's 2^−7 on TPUs). Give it when the
-        model sets its own ``precision=`` on its layers. Never below the dtype's own eps.
+      floor_eps: ε above; default one ulp of the params' dtype (float32: 2^−23). Where the matmuls
+        run coarser than the dtype (TF32 on Ampere+ GPUs, bfloat16 on TPUs, by JAX's default),
+        ``floor_eps=arithmetic_eps(dtype)`` makes the floor measure that arithmetic's noise: the
+        default floor then misses most of it (CPU emulation of TF32: η with 29 % error entered β),
+        while the resolution floor is conservative (it bounds the worst case; it can leave out η
+        whose norms are within ~2 % of float64). ``--matmul-precision highest`` avoids the question.
+        Never below the dtype's own eps.
       value_and_grad: ``(L(θ), g)`` already computed on this ``batch`` with this ``loss_fn`` (a
         training step's own gradient): the probe then costs K (+1 for the floor) gradients, not
         K + 1 (+1).
@@ -502,7 +505,7 @@ def make_step_probe(
 
     Same computation and arguments as :func:`step_probe`, with ``loss_fn``, ``strategy`` (``"auto"``
     resolved now, on the current default backend), ``chunk_size``, ``floor_factor`` and ``floor_eps``
-    fixed (``floor_eps=None`` is resolved when the probe is traced, under the matmul precision then in force). Build it once and call it
+    fixed. Build it once and call it
     every step: it traces again only when shapes, dtypes or the pytree structure of its arguments
     change (e.g. a new K, or ``direction`` switching between ``None`` and a pytree), never when only
     values change.
