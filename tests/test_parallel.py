@@ -199,10 +199,11 @@ def _numbers_equal(a, b, path=""):
 
 
 def test_two_processes_equal_one(tmp_path):
-    """``landscape reproduce fig4`` as two processes (one CPU device each, jax.distributed on
-    127.0.0.1, gloo) writes the same summary.json as one process, float64; only process 0
-    writes (records once, not twice)."""
-    args = ["reproduce", "fig4", "--dataset", "synthetic", "--model", "mlp",
+    """``landscape reproduce fig4 --curvature`` as two processes (one CPU device each,
+    jax.distributed on 127.0.0.1, gloo) writes the same summary.json as one process, float64,
+    λ_max and gᵀHg/‖g‖² included (the curvature hook's jitted Lanczos over global arrays); only
+    process 0 writes (records once, not twice)."""
+    args = ["reproduce", "fig4", "--curvature", "--dataset", "synthetic", "--model", "mlp",
             "--steps", "3", "--batch-size", "16", "--probe-every", "1", "--checkpoint-every", "2",
             "--num-step-sizes", "4", "--dtype", "float64", "--no-progress"]
     cmd = [sys.executable, "-c", "import sys; from landscape.cli import main; sys.exit(main())"]
@@ -228,3 +229,11 @@ def test_two_processes_equal_one(tmp_path):
     assert run["processes"] == 2 and run["devices"] == 2
     rows = (tmp_path / "two" / "batchnorm" / "train.jsonl").read_text().splitlines()
     assert [json.loads(r)["step"] for r in rows] == [0, 1, 2]
+    assert one["proxy_against_true_beta"]  # the curvature records reached the summary
+    curvature = [(tmp_path / n / "batchnorm" / "curvature.jsonl").read_text().splitlines()
+                 for n in ("one", "two")]
+    assert len(curvature[0]) == len(curvature[1]) >= 1
+    for r1, r2 in zip(*curvature):
+        first, second = json.loads(r1), json.loads(r2)
+        for key in ("eigenvalues", "gradient_curvature", "grad_norm"):
+            np.testing.assert_allclose(second[key], first[key], rtol=1e-9)
