@@ -32,28 +32,16 @@ from bench_engine import probe_inputs
 from landscape import models, probes
 from landscape.probes._emulate import BF16_BITS, TF32_BITS, coarse_bilinear
 
-_CONV = lambda x, w: jax.lax.conv_general_dilated(  # noqa: E731
-    x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
 @contextlib.contextmanager
 def coarse_projections(bits: int):
-    """Every :class:`landscape.models.Projection` computes with operands rounded to ``bits``."""
-    original = models.Projection.__call__
-    conv, matmul = coarse_bilinear(_CONV, bits), coarse_bilinear(jnp.matmul, bits)
-
-    def call(self, x):
-        w = self.weight()
-        y = conv(x, w) if self.is_conv else matmul(x, w)
-        if self.bias is None:
-            return y
-        return y + jnp.reshape(self.bias[...], (1,) * (y.ndim - 1) + self.bias[...].shape)
-
-    models.Projection.__call__ = call
+    """Every :class:`landscape.models.Projection` multiplies with operands rounded to ``bits``."""
+    original = models.Projection.product
+    conv, matmul = coarse_bilinear(models.conv3x3, bits), coarse_bilinear(jnp.matmul, bits)
+    models.Projection.product = lambda self, x, w: conv(x, w) if self.is_conv else matmul(x, w)
     try:
         yield
     finally:
-        models.Projection.__call__ = original
+        models.Projection.product = original
 
 
 def _train(loss_fn, params, batch, steps: int, lr: float):

@@ -58,6 +58,11 @@ def _initializer(init: str, std: float):
     raise ValueError(f"unknown init {init!r}; expected 'glorot' or 'gaussian'")
 
 
+def conv3x3(x: Array, w: Array) -> Array:
+    """A stride-1 "SAME" convolution of NHWC ``x`` with an HWIO kernel ``w``."""
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
 class Projection(nnx.Module):
     r"""A 3×3 "SAME" convolution (``kernel_size`` given) or a dense layer, optionally weight-normalized.
 
@@ -87,13 +92,13 @@ class Projection(nnx.Module):
             w = w * jnp.reshape(scale, (1,) * (w.ndim - 1) + scale.shape)
         return w
 
+    def product(self, x: Array, w: Array) -> Array:
+        """The layer's bilinear product: ``conv3x3(x, w)`` or ``x @ w`` (the one place that
+        multiplies; ``benchmarks/emulated_precision.py`` swaps it for coarser arithmetic)."""
+        return conv3x3(x, w) if self.is_conv else x @ w
+
     def __call__(self, x: Array) -> Array:
-        w = self.weight()
-        if self.is_conv:
-            y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        else:
-            y = x @ w
+        y = self.product(x, self.weight())
         if self.bias is None:
             return y
         return y + jnp.reshape(self.bias[...], (1,) * (y.ndim - 1) + self.bias[...].shape)
