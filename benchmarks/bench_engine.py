@@ -29,7 +29,8 @@ import optax
 
 from landscape import bridge, probes
 from landscape.config import TrainConfig
-from landscape.engine import RunContext, Schedule, StepFunctions, StepInputs, StepProbeHook
+from landscape.engine import (BridgeObjective, RunContext, Schedule, StepFunctions, StepInputs,
+                              StepProbeHook)
 from landscape.engine.state import init_train_state
 from landscape.models import build_model
 
@@ -69,8 +70,9 @@ def bench_model(norm: str, args) -> list[tuple[str, float, float]]:
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(args.batch, 32, 32, 3)), jnp.float32)
     y = jnp.asarray(rng.integers(0, 10, args.batch))
-    fns = StepFunctions(model, tx, uses_noise=False)
-    state0 = init_train_state(model, tx, seed=0)
+    objective = BridgeObjective(model)
+    fns = StepFunctions(objective, tx)
+    state0 = init_train_state(bridge.split(model)[1], objective.state, tx, seed=0)
     loss_fn = bridge.make_loss_fn(model)
     batch = bridge.make_batch(x, y, state0.model_state)
     grad_fn = jax.jit(jax.value_and_grad(loss_fn))
@@ -78,16 +80,16 @@ def bench_model(norm: str, args) -> list[tuple[str, float, float]]:
     first, t_grad = _time(lambda: grad_fn(state0.params, batch), args.reps)
     rows.append(("one gradient (value_and_grad)", first, t_grad))
 
-    state = [init_train_state(model, tx, seed=0)]  # donated each call: keep the latest
+    state = [init_train_state(state0.params, state0.model_state, tx, seed=0)]  # donated each call
 
     def plain():
-        state[0], metrics = fns.train(state[0], x, y)
+        state[0], metrics = fns.train(state[0], (x, y))
         return metrics.loss
 
     rows.append(("plain step", *_time(plain, args.reps)))
 
     config = TrainConfig(dataset="synthetic", model="mlp")
-    context = RunContext(model, tx, config)
+    context = RunContext(objective, tx, model=model, config=config)
     steps = probes.lr_multiples(0.1, num=args.K)
     variants = getattr(args, "variants", None) or ALL_VARIANTS
     for fuse in (True, False):

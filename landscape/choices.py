@@ -16,7 +16,8 @@ __all__ = ["BN_MODES", "DATASETS", "DTYPES", "MATMUL_PRECISIONS", "DATA_FILES_DA
 #: Datasets a run can train on; ``dln`` is the deep linear network's synthetic regression task.
 DATA_FILES_DATASETS = ("cifar10", "mnist", "mnist5k", "synthetic")
 DATASETS = ("mnist5k", "mnist", "cifar10", "synthetic", "dln")
-OPTIMIZERS = ("sgd", "momentum", "adam")
+#: Optimizers named in help texts; any optax optimizer taking ``learning_rate`` is accepted.
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "lion")
 SCHEDULES = ("constant", "cosine", "step")
 #: How a probe lays out its K evaluations (see :func:`landscape.probes.step_probe`).
 PROBE_STRATEGIES = ("auto", "unroll", "vmap", "map")

@@ -20,12 +20,17 @@ from landscape.choices import (
     check_number,
 )
 
-__all__ = ["ConfigError", "TrainConfig", "DATASETS", "OPTIMIZERS", "SCHEDULES", "PROBE_STRATEGIES",
+__all__ = ["ConfigError", "TrainConfig", "is_factory_name", "DATASETS", "OPTIMIZERS", "SCHEDULES", "PROBE_STRATEGIES",
            "PROBE_MODES"]
 
 
 class ConfigError(ValueError):
     """A configuration value that is not accepted; the message names the field."""
+
+
+def is_factory_name(name: str) -> bool:
+    """True for a user model given as ``"package.module:function"`` or ``"path/file.py:function"``."""
+    return isinstance(name, str) and ":" in name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +54,13 @@ class TrainConfig:
     norm_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # optimisation
-    optimizer: str = "sgd"
+    optimizer: str = "sgd"  # sgd, momentum, or any optax optimizer name (adam, adamw, ...)
+    optimizer_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     lr: float = 0.1
     momentum: float = 0.9
+    weight_decay: float = 0.0
     schedule: str = "constant"
+    warmup_steps: int = 0  # linear warm-up from 0 to lr over this many steps
     steps: int = 500
     batch_size: int = 128
     seed: int = 0
@@ -90,9 +98,10 @@ class TrainConfig:
         from landscape.normalization import normalization_names
 
         self._choice("dataset", DATASETS)
-        self._choice("model", model_names())
+        if not is_factory_name(self.model):
+            self._choice("model", model_names())
         self._choice("norm", normalization_names())
-        self._choice("optimizer", OPTIMIZERS)
+        self._check_optimizer()
         self._choice("dtype", DTYPES)
         self._choice("matmul_precision", MATMUL_PRECISIONS)
         self._choice("schedule", SCHEDULES)
@@ -101,11 +110,13 @@ class TrainConfig:
         self._number("width", minimum=0, strict=True)
         self._number("lr", minimum=0, strict=True)
         self._number("momentum", minimum=0, maximum=1)
+        self._number("weight_decay", minimum=0)
         self._number("step_size_lo", minimum=0, strict=True)
         self._number("step_size_hi", minimum=0, strict=True)
         for f in ("steps", "batch_size", "eval_batch_size", "num_step_sizes", "keep_checkpoints"):
             self._number(f, minimum=1, integer=True)
-        for f in ("seed", "eval_every", "checkpoint_every", "probe_every", "train_subset"):
+        for f in ("seed", "eval_every", "checkpoint_every", "probe_every", "train_subset",
+                  "warmup_steps"):
             self._number(f, minimum=0, integer=True)
         if self.step_size_lo > self.step_size_hi:
             raise ConfigError(
@@ -115,7 +126,9 @@ class TrainConfig:
         if (self.dataset == "dln") != (self.model == "dln"):
             raise ConfigError("dataset='dln' and model='dln' go together (the deep linear network's "
                               "regression task)")
-        for f in ("norm_options", "model_options"):
+        if self.warmup_steps >= self.steps:
+            raise ConfigError(f"warmup_steps={self.warmup_steps} must be below steps={self.steps}")
+        for f in ("norm_options", "model_options", "optimizer_options"):
             if not isinstance(getattr(self, f), Mapping):
                 raise ConfigError(f"{f} must be a mapping, got {type(getattr(self, f)).__name__}")
             for key, value in getattr(self, f).items():
@@ -123,6 +136,23 @@ class TrainConfig:
                     hint = "; use norm='lpinf' for p = ∞" if key == "p" else ""
                     raise ConfigError(f"{f}[{key!r}]={value} must be finite (it is stored as "
                                       f"JSON){hint}")
+
+    def _check_optimizer(self) -> None:
+        import inspect
+
+        import optax
+
+        name = self.optimizer
+        fn = getattr(optax, name, None) if name != "momentum" else optax.sgd
+        params = inspect.signature(fn).parameters if callable(fn) and not name.startswith("_") else {}
+        if "learning_rate" not in params:
+            raise ConfigError(f"optimizer={name!r} is not accepted; expected sgd, momentum or an "
+                              f"optax optimizer taking learning_rate, e.g. {', '.join(OPTIMIZERS)}")
+        options = dict(self.optimizer_options) if isinstance(self.optimizer_options, Mapping) else {}
+        try:
+            inspect.signature(fn).bind(learning_rate=self.lr, **options)
+        except TypeError as e:
+            raise ConfigError(f"optimizer_options for {name!r}: {e}") from None
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A validated copy with ``changes``."""
@@ -133,7 +163,10 @@ class TrainConfig:
         d["norm_options"] = dict(self.norm_options)
         d["model_options"] = dict(self.model_options)
         d["probe_at"] = list(self.probe_at)
-        for field, default in (("train_subset", 0), ("matmul_precision", "default")):
+        d["optimizer_options"] = dict(self.optimizer_options)
+        for field, default in (("train_subset", 0), ("matmul_precision", "default"),
+                               ("optimizer_options", {}), ("weight_decay", 0.0),
+                               ("warmup_steps", 0)):
             if d[field] == default:
                 del d[field]  # the default is left out: older run folders keep matching
         return d

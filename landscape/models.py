@@ -24,6 +24,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from landscape.config import is_factory_name
+from landscape.factories import load_callable
+
 from landscape.normalization import (
     make_normalization,
     uses_batch_statistics,
@@ -300,12 +303,24 @@ def model_names() -> tuple[str, ...]:
 def build_model(name: str, *, norm: str = "batch", input_shape: Sequence[int] = (32, 32, 3),
                 num_classes: int = 10, width: float = 1.0, seed: int = 0,
                 norm_options: Mapping[str, Any] | None = None, **options: Any) -> nnx.Module:
-    """Build a model by name (``vgg5``, ``vgg11``, ``vgg13``, ``vgg16``, ``mlp``, ``dln``).
+    """Build a model by name (``vgg5``, ``vgg11``, ``vgg13``, ``vgg16``, ``mlp``, ``dln``), or a
+    user's NNX model factory named ``"package.module:function"`` / ``"file.py:function"``,
+    called with these same keyword arguments (``norm``, ``input_shape``, ``num_classes``,
+    ``width``, ``seed``, ``norm_options`` and the options). Its ``__call__(x, *,
+    use_running_average=None)`` forwards the flag to its normalization layers (see
+    ``examples/custom_model.py``); ``loss_kind`` (default ``"cross_entropy"``) names its loss.
 
     Example:
         >>> build_model("vgg11", width=0.25, norm="none").loss_kind
         'cross_entropy'
     """
+    if is_factory_name(name):
+        factory = load_callable(name, "model")
+        model = factory(norm=norm, input_shape=tuple(input_shape), num_classes=num_classes,
+                        width=width, seed=seed, norm_options=dict(norm_options or {}), **options)
+        if not isinstance(model, nnx.Module):
+            raise ValueError(f"{name} returned {type(model).__name__}, not an nnx.Module")
+        return model
     rngs = nnx.Rngs(seed)
     if name in _PLAN_ALIASES:
         return VGG(name, width=width, num_classes=num_classes, input_shape=input_shape, norm=norm,

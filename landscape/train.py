@@ -38,7 +38,7 @@ from landscape import bridge, probes
 from landscape.config import ConfigError, TrainConfig
 from landscape.engine.hooks import (Measurement, ProbeSchedule, Schedule, StepContext,
                                     probe_record)
-from landscape.engine.loop import (TrainResult, build_config_model, default_hooks, load_run_data,
+from landscape.engine.configured import (TrainResult, build_config_model, default_hooks, load_run_data,
                                    train)
 from landscape.engine.rundir import RunExistsError, restore
 from landscape.engine.state import build_optimizer

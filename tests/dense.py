@@ -8,7 +8,7 @@ from jax.flatten_util import ravel_pytree
 
 from landscape import bridge, data as data_lib
 from landscape.config import TrainConfig
-from landscape.engine.loop import build_config_model, load_run_data
+from landscape.engine.configured import build_config_model, load_run_data
 
 
 def dense_at_init(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

@@ -96,20 +96,22 @@ def test_hook_carry_survives_kill_and_resume(tmp_path):
 
 def test_step_functions_compile_once(tmp_path):
     """No recompilation across steps, probed or not (one cache entry per compiled function)."""
-    from landscape.engine import StepFunctions, init_train_state
+    from landscape import bridge
+    from landscape.engine import BridgeObjective, StepFunctions, init_train_state
     from landscape.models import build_model
     import optax
 
     model = build_model("mlp", width=0.2, norm="batch", input_shape=(8, 8, 1))
     tx = optax.sgd(0.1)
-    fns = StepFunctions(model, tx, uses_noise=False)
-    state = init_train_state(model, tx, seed=0)
+    objective = BridgeObjective(model)
+    fns = StepFunctions(objective, tx)
+    state = init_train_state(bridge.split(model)[1], objective.state, tx, seed=0)
     rng = np.random.default_rng(0)
     for _ in range(3):
         x = jnp.asarray(rng.normal(size=(16, 8, 8, 1)), jnp.float32)
         y = jnp.asarray(rng.integers(0, 10, 16))
-        state, _ = fns.train(state, x, y)
-        _, out = fns.gradient(state, x, y)
+        state, _ = fns.train(state, (x, y))
+        _, out = fns.gradient(state, (x, y))
         state = fns.apply(state, out)
     assert int(state.step) == 6
     assert fns.train._cache_size() == fns.gradient._cache_size() == fns.apply._cache_size() == 1

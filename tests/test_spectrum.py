@@ -18,7 +18,7 @@ from tolerance import assert_close
 
 from landscape import bridge
 from landscape.config import TrainConfig
-from landscape.engine.loop import build_config_model
+from landscape.engine.configured import build_config_model
 from landscape.experiments import EXPERIMENTS
 from landscape.experiments.spectrum import gradient_fraction, spectral_quantile
 from landscape.reproduce import run_experiment

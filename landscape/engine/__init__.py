@@ -13,8 +13,10 @@
 
 from landscape.engine.hooks import (Curvature, CurvatureHook, Hook, Measurement, MeasurementHook, ProbeSchedule, RunContext,
                                     Schedule, StepContext, StepInputs, StepProbeHook, probe_record)
-from landscape.engine.loop import (TrainResult, build_config_model, default_hooks, load_run_data,
-                                   train)
+from landscape.engine.configured import (BridgeObjective, TrainResult, build_config_model,
+                                         config_job, default_hooks, load_run_data, train)
+from landscape.engine.fit import FitResult, Job, fit, run_job
+from landscape.engine.objective import Objective, Stateful, nnx_loss
 from landscape.engine.rundir import RunDir, RunExistsError
 from landscape.engine.sinks import JsonlSink, RecordSink, Sinks, TensorBoardSink
 from landscape.engine.state import (GradientOutput, StepFunctions, TrainState, build_optimizer,

@@ -39,6 +39,7 @@ from jax.sharding import Mesh
 
 from landscape import bridge, parallel, probes
 from landscape.config import TrainConfig
+from landscape.engine.objective import Objective
 from landscape.records import to_jsonable
 
 __all__ = ["Curvature", "CurvatureHook", "Hook", "Measurement", "MeasurementHook", "ProbeSchedule", "RunContext", "Schedule",
@@ -73,8 +74,9 @@ class StepInputs(NamedTuple):
         params: θ_t.
         model_state: the running statistics before step t.
         opt_state: the optimizer state before step t.
-        batch: step t's minibatch as a :func:`landscape.bridge.make_batch` dict (model state and
-            noise key included) — pass it to the run's loss functions.
+        batch: step t's minibatch in the form the run's pure loss takes (:meth:`RunContext.loss_fn`;
+            for a config run the :func:`landscape.bridge.make_batch` dict with the model state
+            and noise key, for a plain loss the batch itself) — pass it to the run's loss functions.
         loss: () L(θ_t) on the minibatch with batch statistics (the training loss).
         grad: ∇L(θ_t), like ``params`` — the gradient the step applies.
     """
@@ -92,21 +94,25 @@ class StepInputs(NamedTuple):
 class RunContext:
     """What stays fixed during a run; handed to :meth:`Hook.setup` once.
 
-    ``loss_fn(mode)`` gives the model's pure ``loss_fn(params, batch)`` in a BatchNorm mode
-    (``"batch_stats"``: the training loss; ``"running_average"``: eval behaviour), built once.
-    ``mesh`` is the run's device mesh (:mod:`landscape.parallel`): the state is replicated over
-    it and every minibatch split along its axis; None on one device.
+    ``loss_fn(mode)`` gives the run's pure ``loss_fn(params, batch)`` in a normalization mode
+    (``"batch_stats"``: the training loss; ``"running_average"``: eval behaviour), built once;
+    its ``batch`` is :attr:`StepInputs.batch`. ``mesh`` is the run's device mesh
+    (:mod:`landscape.parallel`): the state is replicated over it and every minibatch split along
+    its axis; None on one device. ``model`` (an NNX module, structure only) and ``config`` (a
+    :class:`~landscape.config.TrainConfig`) are set for runs described by a config, None for
+    :func:`~landscape.engine.fit`.
     """
 
-    model: nnx.Module
+    objective: Objective
     tx: optax.GradientTransformation
-    config: TrainConfig
     mesh: Mesh | None = None  # the run's data-parallel mesh (None: one device)
+    model: Any = None
+    config: TrainConfig | None = None
     _losses: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def loss_fn(self, mode: str = "batch_stats") -> Callable[[Any, Any], jax.Array]:
         if mode not in self._losses:
-            self._losses[mode] = bridge.make_loss_fn(self.model, mode=mode)
+            self._losses[mode] = self.objective.loss_fn(mode)
         return self._losses[mode]
 
 

@@ -1,6 +1,7 @@
 """The run folder: configuration, run info, checkpoints, resume — all of the loop's file I/O.
 
-``workdir`` holds ``config.json`` (the :class:`~landscape.config.TrainConfig`), ``run.json`` (what the
+``workdir`` holds ``config.json`` (the run's identity: a :class:`~landscape.config.TrainConfig`, or
+what :func:`landscape.engine.fit` was given), ``run.json`` (what the
 run measured about itself: ``final_step``, ``diverged_at_step``, ``seconds``, ``devices`` and the
 model's ``input_shape``/``num_classes`` so that :func:`restore_model` needs no dataset), the record
 files, and ``checkpoints/`` (Orbax: ``params``, ``state``, ``opt_state`` and the hooks' carries).
@@ -22,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from landscape.config import ConfigError, TrainConfig
+from landscape.config import ConfigError
 from landscape.records import truncate_records, write_json_atomic
 
 __all__ = ["RunDir", "RunExistsError", "RESERVED_NAMES"]
@@ -45,9 +46,11 @@ def _read_json(path: Path, workdir: Path) -> Any:
 class RunDir:
     """One run's folder. :meth:`check` reads only; nothing is written before :meth:`create`."""
 
-    def __init__(self, workdir: str | os.PathLike, config: TrainConfig, *, writer: bool = True):
+    def __init__(self, workdir: str | os.PathLike, identity: dict[str, Any], *,
+                 keep_checkpoints: int = 2, writer: bool = True):
         self.path = Path(workdir).absolute()
-        self.config = config
+        self.identity = identity  # what config.json holds
+        self.keep_checkpoints = keep_checkpoints
         self.writer = writer  # False in every process but the first of a multi-process run
         self.info: dict[str, Any] = {}
         self._manager = None
@@ -60,7 +63,7 @@ class RunDir:
         cfg_path = self.path / "config.json"
         if cfg_path.exists():
             previous = _read_json(cfg_path, self.path)
-            if previous != json.loads(json.dumps(self.config.to_dict())):
+            if previous != json.loads(json.dumps(self.identity)):
                 raise RunExistsError(
                     f"{self.path} holds a run with a different configuration; choose another "
                     "output folder or delete it")
@@ -72,7 +75,7 @@ class RunDir:
         """Create the folder, write ``config.json`` and the model's shapes into ``run.json``."""
         self.path.mkdir(parents=True, exist_ok=True)
         if self.writer:
-            write_json_atomic(self.path / "config.json", self.config.to_dict())
+            write_json_atomic(self.path / "config.json", self.identity)
         self.info.update(model_info)
 
     def manager(self):
@@ -82,7 +85,7 @@ class RunDir:
 
             self._manager = ocp.CheckpointManager(
                 self.path / "checkpoints",
-                options=ocp.CheckpointManagerOptions(max_to_keep=self.config.keep_checkpoints,
+                options=ocp.CheckpointManagerOptions(max_to_keep=self.keep_checkpoints,
                                                      create=True))
         return self._manager
 
