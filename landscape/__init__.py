@@ -9,8 +9,9 @@ The flat API (everything else lives in the submodules named below):
 - probes: :func:`step_probe`, :func:`make_step_probe`, :func:`lr_multiples`, :func:`grad_norms`,
   :func:`noise_floor`, :func:`arithmetic_eps` (:mod:`landscape.probes`, pure JAX, no Flax)
 - Flax NNX bridge: :func:`split`, :func:`make_loss_fn`, :func:`make_batch` (:mod:`landscape.bridge`)
-- training: :class:`TrainConfig`, :func:`landscape.train.train`, :class:`Prober`, :class:`ProbeSchedule`,
-  :class:`Measurement` (:mod:`landscape.train`)
+- training: :func:`fit`, :func:`attach`, :class:`StepProbeHook`, :class:`CurvatureHook`,
+  :class:`Schedule`, :func:`nnx_loss`, :class:`Stateful` (:mod:`landscape.engine`);
+  :class:`TrainConfig`, :func:`landscape.train.train`, :func:`read_run` (:mod:`landscape.train`)
 - models and normalizations: :func:`build_model`, :class:`VGG`, :class:`MLP`, :class:`DeepLinear`,
   :func:`make_normalization` (:mod:`landscape.models`, :mod:`landscape.normalization`)
 - theory: :func:`theory_table` (:mod:`landscape.theory`); figures: :mod:`landscape.plotting`;
@@ -32,12 +33,14 @@ _EXPORTS = {
     "lr_multiples": "probes", "make_step_probe": "probes", "noise_floor": "probes",
     "step_probe": "probes", "arithmetic_eps": "probes",
     "theory_table": "theory",
-    "Measurement": "train", "Prober": "train", "ProbeSchedule": "train", "read_run": "train",
+    "Measurement": "train", "read_run": "train",
+    "fit": "engine", "attach": "engine", "StepProbeHook": "engine", "CurvatureHook": "engine",
+    "Schedule": "engine", "Stateful": "engine", "nnx_loss": "engine", "Hook": "engine",
     "restore_model": "train",
 }
 # ``landscape.train`` is the training module (its ``train`` function: ``from landscape.train
 # import train``); a top-level ``train`` function would collide with it.
-_SUBMODULES = ("bridge", "config", "data", "models", "normalization", "parallel", "plotting",
+_SUBMODULES = ("bridge", "config", "data", "engine", "models", "normalization", "parallel", "plotting",
                "probes", "records", "reproduce", "theory", "train")
 
 

@@ -1,7 +1,7 @@
-"""Training with probes attached: ``train(config, workdir)`` and :class:`Prober` for your own loop.
+"""Run folders: ``train(config, workdir)``, :func:`read_run` and :func:`restore_model`.
 
-``train`` is :func:`landscape.engine.train` (explicit state, one compiled step, hooks, records,
-checkpoints, resume); this module keeps the documented entry points in one place.
+``train`` is :func:`landscape.engine.train`, the config adapter over :func:`landscape.engine.fit`
+(explicit state, one compiled step, hooks, records, checkpoints, resume).
 
 A run's folder (``workdir``) holds:
 
@@ -25,90 +25,24 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from landscape import bridge, probes
+from landscape import bridge
 from landscape.config import ConfigError, TrainConfig
-from landscape.engine.hooks import (Measurement, ProbeSchedule, Schedule, StepContext,
-                                    probe_record)
+from landscape.engine.hooks import Measurement, Schedule, StepContext, probe_record
 from landscape.engine.configured import (TrainResult, build_config_model, default_hooks, load_run_data,
                                    train)
 from landscape.engine.rundir import RunExistsError, restore
 from landscape.engine.state import build_optimizer
-from landscape.records import RecordWriter, read_records
+from landscape.records import read_records
 
-__all__ = ["restore_model", "Measurement", "StepContext", "Prober", "ProbeSchedule", "Schedule",
-           "TrainResult", "build_optimizer", "build_config_model", "default_hooks", "load_run_data",
-           "per_layer_norms", "probe_record", "read_run", "train", "RunExistsError"]
-
-
-class Prober:
-    """Figure-4 probes for an NNX model, attachable to any training loop.
-
-    Builds the model's pure loss once (:func:`landscape.bridge.make_loss_fn` in ``mode``) and a
-    jitted :func:`landscape.probes.make_step_probe` for it; each call on a due step measures the
-    model's current parameters on the given minibatch at ``step_sizes`` and, when ``records`` is a
-    path, appends one JSON line (``step``, ``tag``, every field, band summaries). With
-    ``per_layer=True`` the record also holds ``grad_norm_per_layer`` — ‖∂L/∂W‖₂ for every parameter
-    array, keyed by its path (the per-layer Lipschitz measurement; one more gradient per probe).
-
-    Example:
-        >>> prober = Prober(model, step_sizes=probes.lr_multiples(0.1), schedule=ProbeSchedule(every=10))
-        >>> for step in range(100):
-        ...     prober.maybe_probe(step, model, x, y)   # before the optimizer update
-        ...     train_step(model, optimizer, x, y)
-    """
-
-    def __init__(self, model: nnx.Module, *, step_sizes: Sequence[float] | np.ndarray,
-                 schedule: ProbeSchedule = ProbeSchedule(), mode: str = "batch_stats",
-                 strategy: str = "auto", records: str | os.PathLike | None = None, tag: str = "",
-                 per_layer: bool = True):
-        # kept in float64; the probe casts to the parameters' precision
-        self.step_sizes = np.asarray(step_sizes, dtype=np.float64)
-        if self.step_sizes.ndim != 1 or self.step_sizes.size == 0:
-            raise ValueError("step_sizes must be a non-empty 1-D sequence")
-        self.schedule = schedule
-        self.loss_fn = bridge.make_loss_fn(model, mode=mode)
-        self._probe = probes.make_step_probe(self.loss_fn, strategy=strategy)
-        self._writer = RecordWriter(records) if records is not None else None
-        self.tag = tag
-        self.per_layer = per_layer
-
-    def probe(self, step: int, params, state, x, y, rng: jax.Array | None = None) -> probes.StepProbe:
-        """Measure at ``params`` on ``(x, y)`` (pure pieces from :func:`landscape.bridge.split`)."""
-        batch = bridge.make_batch(jnp.asarray(x), jnp.asarray(y), state, rng)
-        result = self._probe(params, batch, self.step_sizes)
-        if self._writer is not None:
-            record = probe_record(step, result, tag=self.tag)
-            if self.per_layer:
-                record["grad_norm_per_layer"] = per_layer_norms(
-                    probes.grad_norms(self.loss_fn, params, batch).per_leaf)
-            self._writer.write(record)
-        return result
-
-    def maybe_probe(self, step: int, model: nnx.Module, x, y,
-                    rng: jax.Array | None = None) -> probes.StepProbe | None:
-        """Probe ``model`` (an NNX module, left unchanged) if ``step`` is due; else ``None``."""
-        if not self.schedule.due(step):
-            return None
-        _, params, state = bridge.split(model)
-        return self.probe(step, params, state, x, y, rng)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-
-
-def per_layer_norms(tree: Any) -> dict[str, float]:
-    """``{"blocks/0/proj/kernel": value, ...}`` from a pytree of scalars (paths joined by "/")."""
-    return probes.per_leaf_dict(tree)
+__all__ = ["restore_model", "Measurement", "StepContext", "Schedule", "TrainResult",
+           "build_optimizer", "build_config_model", "default_hooks", "load_run_data",
+           "probe_record", "read_run", "train", "RunExistsError"]
 
 
 def read_run(workdir: str | os.PathLike) -> dict[str, Any]:

@@ -118,22 +118,24 @@ def test_model_and_norm_options_reach_the_model_and_are_validated(tmp_path):
               tmp_path / "b", progress=False)
 
 
-def test_prober_never_changes_running_statistics(tmp_path):
+def test_attached_probe_never_changes_running_statistics(tmp_path):
     import jax
     from flax import nnx
 
     from landscape import probes
+    from landscape.engine import BridgeObjective, Schedule, StepProbeHook, attach
     from landscape.models import build_model
-    from landscape.train import Prober, ProbeSchedule
 
     model = build_model("mlp", width=0.2, norm="batch", input_shape=(8, 8, 1))
     x = np.random.default_rng(0).normal(2.0, 3.0, (32, 8, 8, 1)).astype(np.float32)
     y = np.arange(32) % 10
     before = jax.tree.map(np.array, nnx.state(model, nnx.BatchStat))
-    prober = Prober(model, step_sizes=probes.lr_multiples(0.1, num=2),
-                    schedule=ProbeSchedule(every=1), records=tmp_path / "p.jsonl")
-    assert prober.maybe_probe(0, model, x, y) is not None
-    prober.close()
+    objective = BridgeObjective(model)
+    hook = StepProbeHook(step_sizes=probes.lr_multiples(0.1, num=2), schedule=Schedule(every=1))
+    with attach(objective, [hook], workdir=tmp_path) as hooks:
+        from landscape import bridge
+
+        assert "probes" in hooks.step(0, bridge.split(model)[1], (x, y))
     after = jax.tree.map(np.array, nnx.state(model, nnx.BatchStat))
     jax.tree.map(np.testing.assert_array_equal, before, after)
     model(x)  # a train-mode call *does* move them: the comparison above can fail

@@ -84,8 +84,8 @@ def as_batch_fn(data: Any, *, batch_size: int | None = None, seed: int = 0) -> C
 
 def _signature(batch: Any) -> tuple[Any, list[tuple[str, tuple[int, ...], str]]]:
     paths, treedef = jax.tree_util.tree_flatten_with_path(batch)
-    return treedef, [(jax.tree_util.keystr(p), tuple(np.shape(x)), str(np.result_type(x)))
-                     for p, x in paths]
+    return treedef, [(jax.tree_util.keystr(p), tuple(np.shape(x)),
+                      str(x.dtype if hasattr(x, "dtype") else np.result_type(x))) for p, x in paths]
 
 
 class BatchCheck:

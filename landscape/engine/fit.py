@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,7 +32,7 @@ import numpy as np
 from landscape import parallel, probes
 from landscape.config import ConfigError
 from landscape.engine.batches import BatchCheck, as_batch_fn, data_error, fingerprint
-from landscape.engine.hooks import Hook, RunContext, StepInputs
+from landscape.engine.hooks import Hook, RunContext, StepInputs, hook_key
 from landscape.engine.objective import Objective, as_objective, check_objective, check_params
 from landscape.engine.rundir import RESERVED_NAMES, RunDir
 from landscape.engine.sinks import JsonlSink, Sinks, TensorBoardSink
@@ -305,10 +304,6 @@ def checkpoint_pieces(state: TrainState, carries: Mapping[str, Any]) -> dict[str
     return pieces
 
 
-def _hook_key(seed: int, name: str) -> jax.Array:
-    return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
-
-
 def run_mesh(devices: int | None, batch_size: int):
     """The run's mesh: ``devices`` devices (all when None), or None when that is one device;
     a device count or a batch size that cannot work is a one-line ConfigError."""
@@ -342,13 +337,15 @@ def _check_resumed_data(run: RunDir, job: Job, start: int) -> None:
 def _resume(run: RunDir, job: Job, hooks: Sequence[Hook], mesh) -> tuple[TrainState, dict, int]:
     """The state and hook carries to start from (step 0, or the latest checkpoint), replicated
     over ``mesh``; drops the records the resumed run recomputes."""
-    state = parallel.replicate(init_train_state(job.params, job.objective.state, job.tx,
-                                                seed=job.seed), mesh)
+    # the step donates its input buffers: train on copies, never on the caller's arrays
+    params, model_state = jax.tree.map(lambda x: jnp.array(x, copy=True),
+                                       (job.params, job.objective.state))
+    state = parallel.replicate(init_train_state(params, model_state, job.tx, seed=job.seed), mesh)
     context = RunContext(job.objective, job.tx, mesh, model=job.model, config=job.config)
     for hook in hooks:
         hook.setup(context)
     carries = parallel.replicate(
-        {h.name: h.init(state.params, key=_hook_key(job.seed, h.name)) for h in hooks}, mesh)
+        {h.name: h.init(state.params, key=hook_key(job.seed, h.name)) for h in hooks}, mesh)
     start, restored = run.restore_latest(checkpoint_pieces(state, carries))
     _check_resumed_data(run, job, start)
     state = state._replace(params=restored["params"], model_state=restored["state"],

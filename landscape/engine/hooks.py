@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -42,8 +43,8 @@ from landscape.config import TrainConfig
 from landscape.engine.objective import Objective
 from landscape.records import to_jsonable
 
-__all__ = ["Curvature", "CurvatureHook", "Hook", "Measurement", "MeasurementHook", "ProbeSchedule", "RunContext", "Schedule",
-           "StepContext", "StepInputs", "StepProbeHook", "probe_record"]
+__all__ = ["Curvature", "CurvatureHook", "Hook", "Measurement", "MeasurementHook", "RunContext", "Schedule",
+           "StepContext", "StepInputs", "StepProbeHook", "hook_key", "probe_record"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +63,9 @@ class Schedule:
         return (self.every > 0 and step % self.every == 0) or step in self.at
 
 
-#: The name this schedule had before hooks existed (``landscape.train.ProbeSchedule``).
-ProbeSchedule = Schedule
+def hook_key(seed: int, name: str) -> jax.Array:
+    """The key a hook's :meth:`Hook.init` gets: ``fold_in(key(seed), crc32(name))``."""
+    return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
 class StepInputs(NamedTuple):

@@ -41,7 +41,7 @@ import numpy as np
 
 from landscape import bridge
 from landscape.config import ConfigError, TrainConfig
-from landscape.engine.hooks import Measurement, ProbeSchedule, StepContext
+from landscape.engine.hooks import Measurement, Schedule, StepContext
 from landscape.experiments.base import Experiment, preset_config, tail_mean
 from landscape.probes import activation_statistics
 
@@ -158,7 +158,7 @@ def activation_measurement(*, layer: int = 2, unit: int | None = None, num_sampl
             row["samples"] = [float(f"{v:.5g}") for v in picked.astype(np.float64)]
         return row
 
-    return Measurement(name, measure, ProbeSchedule(int(every), tuple(sorted(sample_steps))))
+    return Measurement(name, measure, Schedule(int(every), tuple(sorted(sample_steps))))
 
 
 # ------------------------------------------------------------------------------ run summaries

@@ -64,7 +64,7 @@ def ics_measurement(blocks: Sequence[int], *, every: int, name: str = "ics",
     "l2", "cosine", "grad_norm", "shifted_grad_norm"}, ...}}``.
     """
     from landscape import bridge
-    from landscape.train import Measurement, ProbeSchedule
+    from landscape.engine.hooks import Measurement, Schedule
 
     cache: dict[str, Any] = {}
 
@@ -92,7 +92,7 @@ def ics_measurement(blocks: Sequence[int], *, every: int, name: str = "ics",
             _layer_name(b): {"block": b, **{k: float(v) for k, v in result[b]._asdict().items()}}
             for b in sorted(result)}}
 
-    return Measurement(name, fn, ProbeSchedule(every=int(every)))
+    return Measurement(name, fn, Schedule(every=int(every)))
 
 
 # ==============================================================================================
