@@ -181,7 +181,7 @@ def checkpoint_steps(run_dir: str | os.PathLike) -> list[int]:
 
 
 def _options(*, num_batches: int, surface: str, grid: int, span: float, mode: str,
-             seed: int) -> dict[str, Any]:
+             seed: int, step_sizes: Sequence[float] | None = None) -> dict[str, Any]:
     """Validated measurement options (what ``analysis.json`` records and reruns must match)."""
     from landscape.choices import check_choice, check_number
 
@@ -191,8 +191,14 @@ def _options(*, num_batches: int, surface: str, grid: int, span: float, mode: st
     check_number("seed", seed, minimum=0, integer=True, error=ConfigError)
     check_choice("surface", surface, SURFACE_KINDS, ConfigError)
     check_choice("mode", mode, BN_MODES, ConfigError)
-    return {"num_batches": int(num_batches), "surface": surface, "grid": int(grid),
-            "span": float(span), "mode": mode, "seed": int(seed)}
+    options = {"num_batches": int(num_batches), "surface": surface, "grid": int(grid),
+               "span": float(span), "mode": mode, "seed": int(seed)}
+    if step_sizes is not None:  # left out by default: older analyses keep matching
+        etas = [float(v) for v in np.atleast_1d(np.asarray(step_sizes, dtype=float))]
+        if not etas or not all(math.isfinite(v) and v > 0 for v in etas):
+            raise ConfigError(f"step_sizes={step_sizes!r} must be positive finite numbers")
+        options["step_sizes"] = etas
+    return options
 
 
 def _choose_steps(steps: str | int | Sequence[int], available: list[int], where: Path) -> list[int]:
@@ -216,14 +222,18 @@ def _choose_steps(steps: str | int | Sequence[int], available: list[int], where:
     return chosen
 
 
-def _read_config(run_dir: Path) -> TrainConfig:
+def _read_config(run_dir: Path) -> TrainConfig | dict[str, Any]:
+    """The run's :class:`TrainConfig`, or the ``config.json`` dict of a ``fit`` run."""
+    from landscape.engine.rebuild import is_fit_run
+
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir} is not a folder")
     path = run_dir / "config.json"
     if not path.exists():
         raise ConfigError(f"{run_dir} is not a run folder (no config.json, no experiment.json)")
     try:
-        return TrainConfig.from_dict(json.loads(path.read_text()))
+        identity = json.loads(path.read_text())
+        return identity if is_fit_run(identity) else TrainConfig.from_dict(identity)
     except ValueError as e:
         raise ConfigError(f"{path}: {str(e).splitlines()[0]}") from None
 
@@ -272,7 +282,7 @@ def _compiled(graphdef: Any, mode: str, strategy: str, kind: str) -> tuple[Calla
 
 
 class _Context:
-    """What every step of one run's analysis shares: data, the compiled loss and probe."""
+    """What every step of one config run's analysis shares: data, the compiled loss and probe."""
 
     def __init__(self, run_dir: Path, config: TrainConfig, options: dict[str, Any],
                  available: list[int]):
@@ -284,21 +294,52 @@ class _Context:
         x_train = self.train_data[0] if isinstance(self.train_data, tuple) else self.train_data.x_train
         self.batch_size = len(x_train) if config.dataset == "dln" else min(config.batch_size,
                                                                             len(x_train))
-        self.restore = restore_model
+        self._restore_model = restore_model
         model = restore_model(run_dir, step=available[0])
         self.loss_fn, self.probe = _compiled(nnx.graphdef(model), options["mode"],
                                              config.probe_strategy,
                                              getattr(model, "loss_kind", "cross_entropy"))
-        self.step_sizes = probes.lr_multiples(config.lr, config.step_size_lo, config.step_size_hi,
-                                              config.num_step_sizes)
+        self.step_sizes = options.get("step_sizes") or probes.lr_multiples(
+            config.lr, config.step_size_lo, config.step_size_hi, config.num_step_sizes)
         self.init_params, self.init_from = initial_params(run_dir, config, input_shape,
                                                           num_classes, available)
+
+    def restore(self, step: int) -> tuple[Any, Any]:
+        return bridge.split(self._restore_model(self.run_dir, step=step))[1:]
 
     def batch(self, index: int, state: Any) -> dict[str, Any]:
         from landscape.data import batch_at
 
         x, y = batch_at(self.train_data, index, self.batch_size, seed=self.config.seed)
         return bridge.make_batch(jnp.asarray(x, self.config.dtype), jnp.asarray(y), state)
+
+
+class _FitContext:
+    """The same for a :func:`landscape.engine.fit` run, rebuilt from its recorded setup."""
+
+    def __init__(self, run: Any, options: dict[str, Any], available: list[int]):
+        self.run, self.run_dir, self.options = run, run.run_dir, options
+        self.loss_fn = run.objective.loss_fn(options["mode"])
+        self.probe = probes.make_step_probe(self.loss_fn)
+        self.step_sizes = options.get("step_sizes") or _recorded_step_sizes(run.run_dir)
+        if 0 in available:
+            self.init_params, self.init_from = run.restore(0)[0], "step 0"
+        else:
+            self.init_params, self.init_from = run.params, "initialisation (rebuilt from setup)"
+
+    def restore(self, step: int) -> tuple[Any, Any]:
+        return self.run.restore(step)
+
+    def batch(self, index: int, state: Any) -> Any:
+        return self.run.probe_batch(index, state)
+
+
+def _recorded_step_sizes(run_dir: Path) -> list[float]:
+    rows = read_records(run_dir / "probes.jsonl")
+    if not rows or "step_sizes" not in rows[0]:
+        raise ConfigError(f"{run_dir} has no probes.jsonl to take the step sizes from; pass "
+                          "step_sizes (--step-sizes 0.05,0.1,0.2)")
+    return [float(v) for v in rows[0]["step_sizes"]]
 
 
 def _probe_record(ctx: _Context, step: int, params: Any, state: Any) -> dict[str, Any]:
@@ -318,10 +359,7 @@ def _probe_record(ctx: _Context, step: int, params: Any, state: Any) -> dict[str
 
 
 def _hessian_record(ctx: _Context, params: Any, batch: Any) -> dict[str, float]:
-    hessian_eigs = getattr(probes, "hessian_eigs", None)
-    if hessian_eigs is None:  # the curvature module is not part of this installation
-        return {}
-    r = hessian_eigs(ctx.loss_fn, params, batch, 1, key=jax.random.key(ctx.options["seed"]),
+    r = probes.hessian_eigs(ctx.loss_fn, params, batch, 1, key=jax.random.key(ctx.options["seed"]),
                      num_iters=20)
     return {"lambda_max": float(r.eigenvalues[0])}
 
@@ -344,7 +382,7 @@ def _surface_records(ctx: _Context, step: int, params: Any, batch: Any, out: Pat
 
 def analyze_step(ctx: _Context, step: int, out: Path) -> dict[str, Any]:
     """Every measurement at checkpoint ``step``; returns its ``analysis.jsonl`` record."""
-    _, params, state = bridge.split(ctx.restore(ctx.run_dir, step=step))
+    params, state = ctx.restore(step)
     record = _probe_record(ctx, step, params, state)
     batch = ctx.batch(step, state)
     record.update(_hessian_record(ctx, params, batch))
@@ -353,9 +391,12 @@ def analyze_step(ctx: _Context, step: int, out: Path) -> dict[str, Any]:
 
 
 def analyze_run(run_dir: str | os.PathLike, *, steps: str | Sequence[int] = "last",
-                overwrite: bool = False, progress: bool = True, **options: Any) -> dict[str, Any]:
+                overwrite: bool = False, progress: bool = True, setup: Any = None,
+                **options: Any) -> dict[str, Any]:
     """:func:`analyze` for one run folder (``options`` as there)."""
     from tqdm.auto import tqdm
+
+    from landscape.engine.rebuild import rebuild
 
     run_dir = Path(run_dir).absolute()
     config = _read_config(run_dir)
@@ -369,8 +410,14 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: str | Sequence[int] = "las
                     overwrite)
     done = {int(r["step"]) for r in read_records(out / "analysis.jsonl")}
     todo = [s for s in chosen if s not in done]
-    with config.arithmetic():
-        ctx = _Context(run_dir, config, options, available) if todo else None
+    fit_run = rebuild(run_dir, setup) if isinstance(config, dict) else None
+    with (fit_run or config).arithmetic():
+        if not todo:
+            ctx = None
+        elif fit_run is not None:
+            ctx = _FitContext(fit_run, options, available)
+        else:
+            ctx = _Context(run_dir, config, options, available)
         with RecordWriter(out / "analysis.jsonl") as writer:
             for step in tqdm(todo, desc=f"analyze {run_dir.name}", disable=not progress,
                              unit="checkpoint"):
@@ -384,7 +431,8 @@ def analyze_run(run_dir: str | os.PathLike, *, steps: str | Sequence[int] = "las
 def analyze(run_dir: str | os.PathLike, *, steps: str | Sequence[int] = "last",
             num_batches: int = 4, surface: str = "2d", grid: int = 21, span: float = 1.0,
             mode: str = "batch_stats", seed: int = 0, overwrite: bool = False,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, step_sizes: Sequence[float] | None = None,
+            setup: Any = None) -> dict[str, Any]:
     """Probe, slice and (when available) λ_max-measure the checkpoints of a run folder.
 
     See the module docstring for the measurements and files. ``run_dir`` is a run folder of
@@ -402,6 +450,10 @@ def analyze(run_dir: str | os.PathLike, *, steps: str | Sequence[int] = "last",
       seed: key of the random directions and of the Lanczos start vector.
       overwrite: replace an ``analysis/`` made with other options (only that folder).
       progress: a tqdm bar over checkpoints.
+      step_sizes: the probe's η values (default: the config's ``lr_multiples``; for a ``fit``
+        run the step sizes its ``probes.jsonl`` recorded).
+      setup: for a ``fit`` run, the setup factory (or its ``(loss_fn, params, optimizer,
+        data)``) when the run did not record one, or to override it.
 
     Returns:
       ``{"run_dir", "options", "steps", "records", "figures"}`` for a run folder;
@@ -416,7 +468,7 @@ def analyze(run_dir: str | os.PathLike, *, steps: str | Sequence[int] = "last",
         analyze("runs/fig4", steps="all", surface="none", num_batches=8)
     """
     opts = dict(num_batches=num_batches, surface=surface, grid=grid, span=span, mode=mode,
-                seed=seed)
+                seed=seed, step_sizes=step_sizes)
     root = Path(run_dir)
     manifest = root / "experiment.json"
     if root.is_dir() and manifest.exists() and not (root / "config.json").exists():
@@ -426,7 +478,7 @@ def analyze(run_dir: str | os.PathLike, *, steps: str | Sequence[int] = "last",
             raise ConfigError(f"{manifest} is not a valid experiment manifest") from None
         return {"runs": {label: analyze_run(root / label, steps=steps, overwrite=overwrite,
                                             progress=progress, **opts) for label in labels}}
-    return analyze_run(root, steps=steps, overwrite=overwrite, progress=progress, **opts)
+    return analyze_run(root, steps=steps, overwrite=overwrite, progress=progress, setup=setup, **opts)
 
 
 # ------------------------------------------------------------------------------ figures

@@ -41,6 +41,28 @@ def _number_type(convert, *, what: str, **bounds: Any):
     return parse
 
 
+def _model_name(text: str) -> str:
+    """A built-in model name or a user factory ``module:function`` (imported when the run starts)."""
+    from landscape.config import is_factory_name
+    from landscape.models import model_names
+
+    if is_factory_name(text) or (text in model_names() and text != "dln"):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected one of {', '.join(m for m in model_names() if m != 'dln')} or "
+        f"package.module:function, got {text!r}")
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(v > 0 and v != float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers like 0.05,0.1,0.2, got {text!r}")
+    return values
+
+
 _positive_int = _number_type(int, minimum=1, what="a positive integer")
 _nonnegative_int = _number_type(int, minimum=0, what="an integer >= 0")
 _positive_float = _number_type(float, minimum=0.0, strict=True, what="a positive finite number")
@@ -58,8 +80,10 @@ def _add_training_flags(p: argparse.ArgumentParser, *, default_out: str | None) 
                    help="dataset (default: the preset's)")
     p.add_argument("--data-dir", help="folder with the dataset files (cifar10, mnist)")
     p.add_argument("--download", action="store_true", help="download missing dataset files")
-    p.add_argument("--model", choices=[m for m in model_names() if m != "dln"],
-                   help="architecture (default: the preset's)")
+    p.add_argument("--model", type=_model_name, metavar="MODEL",
+                   help=f"architecture: {', '.join(m for m in model_names() if m != 'dln')}, or "
+                        "your NNX model factory as package.module:function or file.py:function "
+                        "(default: the preset's)")
     p.add_argument("--width", type=_positive_float, help="width multiplier (1 = full VGG)")
     p.add_argument("--steps", type=_positive_int, help="training steps")
     p.add_argument("--lr", type=_positive_float, help="learning rate (SGD)")
@@ -139,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--mode", choices=("batch_stats", "running_average"), default="batch_stats",
                      help="BatchNorm mode of the loss (default: batch_stats, the paper's)")
     ana.add_argument("--seed", type=_nonnegative_int, default=0, help="key of the directions")
+    ana.add_argument("--step-sizes", type=_float_list, metavar="ETA,ETA,...",
+                     help="the probe's step sizes (default: the run's own: the config's lr "
+                          "multiples, or those a fit run's probes.jsonl recorded)")
     ana.add_argument("--overwrite", action="store_true",
                      help="replace an analysis/ made with other options")
     ana.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -200,7 +227,8 @@ def _analyze(args: argparse.Namespace) -> int:
 
     result = analyze(args.run_dir, steps=args.steps, num_batches=args.num_batches,
                      surface=args.surface, grid=args.grid, span=args.span, mode=args.mode,
-                     seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress)
+                     seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress,
+                     step_sizes=args.step_sizes)
     for label, run in result.get("runs", {"": result}).items():
         print(f"wrote {Path(run['run_dir']) / 'analysis'}/")
         for r in run["records"]:

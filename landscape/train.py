@@ -36,7 +36,7 @@ from landscape.config import ConfigError, TrainConfig
 from landscape.engine.hooks import Measurement, Schedule, StepContext, probe_record
 from landscape.engine.configured import (TrainResult, build_config_model, default_hooks, load_run_data,
                                    train)
-from landscape.engine.rundir import RunExistsError, restore
+from landscape.engine.rundir import RunExistsError, restore_checkpoint
 from landscape.engine.state import build_optimizer
 from landscape.records import read_records
 
@@ -87,18 +87,6 @@ def restore_model(workdir: str | os.PathLike, *, step: int | None = None) -> nnx
     _, params, state = bridge.split(model)
     opt_state = build_optimizer(config).init(params)
     target = {"params": params, "state": state, "opt_state": opt_state}
-    import orbax.checkpoint as ocp
-
-    with ocp.CheckpointManager(workdir / "checkpoints",
-                               item_handlers=ocp.StandardCheckpointHandler()) as manager:
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise ConfigError(f"{workdir} has no checkpoint yet")
-        # the hooks' carries (if any) are restored too, by their saved structure, and dropped
-        tree = getattr(manager.item_metadata(step), "tree", None) or {}
-        if "hooks" in tree:
-            target["hooks"] = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype),
-                                           tree["hooks"])
-        restored = restore(manager, step, target, workdir / "checkpoints")
+    restored = restore_checkpoint(workdir, target, step)
     nnx.update(model, restored["params"], restored["state"])
     return model

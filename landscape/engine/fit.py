@@ -386,6 +386,7 @@ def run_job(job: Job, workdir: str | Path, *, hooks: Sequence[Hook] = (), progre
     mesh = run_mesh(devices, _first_batch_size(first))
     _check_hooks(hooks)
     run.create(**job.info, devices=parallel.mesh_size(mesh), processes=jax.process_count(),
+               x64=bool(jax.config.read("jax_enable_x64")),
                arithmetic_eps=probes.arithmetic_eps(_float_dtype(job.params)))
     state, carries, start = _resume(run, job, hooks, mesh)
     fns = StepFunctions(job.objective, job.tx)

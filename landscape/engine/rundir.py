@@ -26,7 +26,7 @@ from typing import Any
 from landscape.config import ConfigError
 from landscape.records import truncate_records, write_json_atomic
 
-__all__ = ["RunDir", "RunExistsError", "RESERVED_NAMES"]
+__all__ = ["RunDir", "RunExistsError", "RESERVED_NAMES", "restore", "restore_checkpoint"]
 
 #: Record streams the loop writes itself; hooks may not use these names.
 RESERVED_NAMES = frozenset({"train", "eval", "run", "config"})
@@ -144,3 +144,24 @@ def restore(manager, step: int, target: dict[str, Any], where: Path) -> dict[str
     except Exception as e:  # orbax raises many types for structure mismatches
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError(f"checkpoint {where / str(step)} does not match the model: {detail}") from None
+
+
+def restore_checkpoint(workdir: str | os.PathLike, target: dict[str, Any],
+                       step: int | None = None) -> dict[str, Any]:
+    """Checkpoint ``step`` (None: the latest) of a run folder, restored into ``target``'s
+    structure (``params``, ``state``, ``opt_state``); the hooks' carries, when saved, are
+    restored by their own saved structure. ConfigError when there is none or it does not fit."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    folder = Path(workdir).absolute() / "checkpoints"
+    with ocp.CheckpointManager(folder, item_handlers=ocp.StandardCheckpointHandler()) as manager:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise ConfigError(f"{Path(workdir).absolute()} has no checkpoint yet")
+        tree = getattr(manager.item_metadata(step), "tree", None) or {}
+        target = dict(target)
+        if "hooks" in tree:
+            target["hooks"] = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype),
+                                           tree["hooks"])
+        return restore(manager, step, target, folder)
