@@ -98,7 +98,11 @@ class TrainConfig:
         from landscape.normalization import normalization_names
 
         self._choice("dataset", DATASETS)
-        if not is_factory_name(self.model):
+        if is_factory_name(self.model):
+            from landscape.factories import load_callable
+
+            load_callable(self.model, "model")  # a factory that cannot be imported fails here
+        else:
             self._choice("model", model_names())
         self._choice("norm", normalization_names())
         self._check_optimizer()

@@ -37,7 +37,9 @@ def _error(capsys, argv):
     (["reproduce", "fig4", "--width", "0"], "positive finite number"),
     (["reproduce", "fig4", "--seed", "-1"], "integer >= 0"),
     (["reproduce", "fig4", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),
-    (["reproduce", "fig4", "--model", "resnet"], "invalid choice: 'resnet'"),
+    (["reproduce", "fig4", "--model", "resnet"], "or package.module:function, got 'resnet'"),
+    (["reproduce", "fig4", "--model", "no_such_module_xyz:make", "--steps", "1"],
+     "model: cannot import 'no_such_module_xyz'"),
     (["reproduce", "fig4", "--preset", "huge"], "invalid choice: 'huge'"),
     (["reproduce", "fig4", "--num-step-sizes", "0"], "positive integer"),
     (["reproduce"], "required"),
@@ -114,3 +116,49 @@ def test_console_script_exit_code(tmp_path):
                           timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: ") and "Traceback" not in proc.stderr
+
+
+FACTORY = '''
+import numpy as np
+import jax.numpy as jnp
+from flax import nnx
+
+
+class Net(nnx.Module):
+    def __init__(self, d_in, classes, norm, rngs):
+        self.lin = nnx.Linear(d_in, 16, rngs=rngs)
+        self.bn = nnx.BatchNorm(16, rngs=rngs) if norm == "batch" else None
+        self.out = nnx.Linear(16, classes, rngs=rngs)
+
+    def __call__(self, x, *, use_running_average=None):
+        h = self.lin(x.reshape(x.shape[0], -1))
+        if self.bn is not None:
+            h = self.bn(h, use_running_average=use_running_average)
+        return self.out(jnp.tanh(h))
+
+
+def make(*, norm, input_shape, num_classes, width, seed, norm_options, **options):
+    if norm not in ("batch", "none"):
+        raise ValueError(f"this model has norm batch or none, not {norm!r}")
+    return Net(int(np.prod(input_shape)), num_classes, norm, nnx.Rngs(seed))
+'''
+
+
+def test_compare_and_analyze_a_user_model_factory(capsys, tmp_path):
+    """`landscape compare --model file.py:make` trains the user's NNX model (its config.json
+    names the factory) and `landscape analyze` rebuilds it from that name."""
+    factory = tmp_path / "mynet.py"
+    factory.write_text(FACTORY)
+    out = tmp_path / "cmp"
+    argv = ["compare", "--model", f"{factory}:make", "--norms", "batch,none", "--seeds", "1",
+            *TINY, "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    runs = sorted(p for p in out.rglob("config.json"))
+    assert len(runs) == 2
+    assert {json.loads(p.read_text())["model"] for p in runs} == {f"{factory}:make"}
+    assert main(["analyze", str(runs[0].parent), "--surface", "none", "--num-batches", "2",
+                 "--no-progress"]) == 0
+    assert "effective β" in capsys.readouterr().out
+    # a norm the factory refuses is a one-line error naming the option
+    line = _error(capsys, [*argv[:3], "--norms", "layer", *argv[5:], "--out", str(tmp_path / "c2")])
+    assert "this model has norm batch or none" in line

@@ -91,6 +91,8 @@ def build_config_model(config: TrainConfig, input_shape: Sequence[int],
         return build_model(config.model, norm=config.norm, input_shape=input_shape,
                            num_classes=num_classes, width=config.width, seed=config.seed,
                            norm_options=config.norm_options, **config.model_options)
+    except ConfigError:
+        raise
     except NormalizationError as e:
         raise ConfigError(f"norm_options: {e}") from None
     except (TypeError, ValueError) as e:
