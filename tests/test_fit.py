@@ -304,3 +304,43 @@ def test_data_with_changing_shapes_or_values_is_refused_and_records_kept(problem
     with pytest.raises(ConfigError, match=r"data\(3\) differs from the batch .* must be deterministic"):
         fit(mlp_loss, params, optax.sgd(0.1), noisy, **kwargs)
     assert (out / "train.jsonl").read_text() == before
+
+
+def test_update_direction_probe_against_a_naive_adam_loop(problem, tmp_path):
+    """direction="update": points θ_t + η·Δ_t with Δ_t Adam's own step; η = 1 is θ_{t+1}
+    (float64, rtol 1e-9); gradient and update records side by side in one run."""
+    params, data = problem
+    tx = optax.adam(0.05)
+    etas = np.array([0.5, 1.0, 2.0])
+    hooks = [StepProbeHook(step_sizes=etas, schedule=Schedule(2)),
+             StepProbeHook(step_sizes=etas, schedule=Schedule(2), direction="update")]
+    fit(mlp_loss, params, tx, data, batch_size=B, steps=5, workdir=tmp_path / "u",
+        progress=False, hooks=hooks)
+    run = read_run(tmp_path / "u")
+    assert [r["step"] for r in run["probes_update"]] == [0, 2, 4]
+    assert all(r["direction"] == "update" for r in run["probes_update"])
+    theta, opt_state = params, tx.init(params)
+    for t in range(5):
+        batch = {k: v[batch_indices(N, t, B, seed=0)] for k, v in data.items()}
+        g = jax.grad(pure_loss)(theta, batch)
+        delta, new_state = tx.update(g, opt_state, theta)
+        if t % 2 == 0:
+            rec = run["probes_update"][t // 2]
+            ref = probes.step_probe(pure_loss, theta, batch, etas,
+                                    direction=jax.tree.map(jnp.negative, delta))
+            assert_close(rec["loss"], ref.loss, rtol=1e-9, name="loss along Δ")
+            assert_close(rec["effective_beta"], ref.effective_beta, rtol=1e-9, name="β along Δ")
+            nxt = optax.apply_updates(theta, delta)
+            assert_close(rec["loss"][1], pure_loss(nxt, batch), rtol=1e-9, name="η=1 is θ_{t+1}")
+            assert rec["loss"] != run["probes"][t // 2]["loss"]  # not the gradient direction
+        theta, opt_state = optax.apply_updates(theta, delta), new_state
+
+
+def test_update_direction_needs_the_optimizer_state(problem):
+    params, data = problem
+    with pytest.raises(ConfigError, match="needs the optimizer"):
+        attach(pure_loss, [StepProbeHook(step_sizes=ETAS, direction="update")])
+    hooks = attach(pure_loss, [StepProbeHook(step_sizes=ETAS, direction="update")],
+                   optimizer=optax.adam(0.1))
+    with pytest.raises(ConfigError, match="opt_state="):
+        hooks.step(0, params, {k: v[:B] for k, v in data.items()})

@@ -113,6 +113,12 @@ def default_hooks(config: TrainConfig) -> list[Hook]:
 
 
 
+def _as_inputs(x: Any, dtype: str) -> np.ndarray:
+    """Floating inputs in the run's dtype; integer inputs (token ids) left as they are."""
+    x = np.asarray(x)
+    return x.astype(dtype) if np.issubdtype(x.dtype, np.floating) else x
+
+
 def _batch_size(config: TrainConfig, train_data: Any) -> int:
     if config.dataset == "dln":
         return len(train_data[0])  # full-batch gradient descent, as in the paper
@@ -135,10 +141,10 @@ def config_job(config: TrainConfig, measurements: Sequence[Measurement] = (),
 
     def batch(step: int):
         x, y = data_lib.batch_at(train_data, step, batch_size, seed=config.seed)
-        return np.asarray(x, config.dtype), np.asarray(y)
+        return _as_inputs(x, config.dtype), np.asarray(y)
 
     def evaluate(params, state):
-        loss, acc = bridge.evaluate(model, params, state, np.asarray(x_test, config.dtype), y_test,
+        loss, acc = bridge.evaluate(model, params, state, _as_inputs(x_test, config.dtype), y_test,
                                     batch_size=config.eval_batch_size)
         return {"test_loss": loss, "test_accuracy": acc}
 

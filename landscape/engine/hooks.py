@@ -39,7 +39,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from landscape import bridge, parallel, probes
-from landscape.config import TrainConfig
+from landscape.config import ConfigError, TrainConfig
 from landscape.engine.objective import Objective
 from landscape.records import to_jsonable
 
@@ -173,6 +173,14 @@ class StepProbeHook(Hook):
     else ``"data"`` (see :func:`landscape.parallel.points_mesh`). One device: the layout changes
     nothing. ``floor_factor`` and ``floor_eps`` are :func:`landscape.probes.step_probe`'s.
 
+    ``direction="gradient"`` (default, the paper's) probes θ_t − η·g_t. ``direction="update"``
+    probes along the step the optimizer takes, Δ_t = θ_{t+1} − θ_t = ``tx.update(g_t, opt_state_t,
+    θ_t)`` (Adam's preconditioned, momentum-carrying step, weight decay included): the points
+    θ_t + η·Δ_t, so η = 1 is the next iterate, and the gradient change and effective β are divided
+    by ‖ηΔ_t‖. Its records go to ``probes_update.jsonl`` by default (``direction`` in each), so
+    both directions can run in one run. It needs the run's optimizer and state (``fit``/``train``
+    provide them; :func:`~landscape.engine.attach` takes ``optimizer=`` and ``opt_state=``).
+
     Example:
         >>> hook = StepProbeHook(step_sizes=probes.lr_multiples(0.1), schedule=Schedule(every=20))
         >>> train(config, "runs/x", hooks=[hook])   # a config without its own probe schedule
@@ -180,19 +188,27 @@ class StepProbeHook(Hook):
 
     def __init__(self, *, step_sizes: Sequence[float] | np.ndarray, schedule: Schedule = Schedule(),
                  mode: str = "batch_stats", strategy: str = "auto", tag: str = "",
-                 name: str = "probes", fuse: bool = True,
+                 name: str | None = None, fuse: bool = True,
                  floor_factor: float = probes.DEFAULT_FLOOR_FACTOR, layout: str = "auto",
-                 floor_eps: float | None = None):
+                 floor_eps: float | None = None, direction: str = "gradient"):
         self.step_sizes = np.asarray(step_sizes, dtype=np.float64)  # cast to θ's dtype in the probe
         if self.step_sizes.ndim != 1 or self.step_sizes.size == 0:
             raise ValueError("step_sizes must be a non-empty 1-D sequence")
         bridge.check_mode(mode)
+        if direction not in ("gradient", "update"):
+            raise ValueError(f"direction={direction!r}; expected 'gradient' or 'update'")
+        self.direction = direction
+        name = name or ("probes" if direction == "gradient" else "probes_update")
         self.name, self.schedule, self.mode, self.tag = name, schedule, mode, tag
         self.fuse = fuse and mode == "batch_stats"
         self.strategy, self.floor_factor, self.floor_eps = strategy, floor_factor, floor_eps
         self.layout = parallel.check_layout(layout)
 
     def setup(self, run: RunContext) -> None:
+        if self.direction == "update" and run.tx is None:
+            raise ConfigError("StepProbeHook(direction='update') needs the optimizer: fit and "
+                              "train pass it; attach(..., optimizer=tx)")
+        self.tx = run.tx
         self.loss_fn = run.loss_fn(self.mode)
         self.points_mesh = parallel.points_mesh(self.layout, len(self.step_sizes), run.mesh)
         self._probe = functools.partial(
@@ -200,9 +216,18 @@ class StepProbeHook(Hook):
             probes._step._resolve_strategy(self.strategy, None), None, float(self.floor_factor),
             self.points_mesh, probes._step._check_floor_eps(self.floor_eps))
 
+    def update_direction(self, inputs: StepInputs) -> Any:
+        """−Δ_t, so that the probe's points θ − η·d are θ_t + η·Δ_t."""
+        if inputs.opt_state is None:
+            raise ConfigError("StepProbeHook(direction='update') needs the optimizer state of the "
+                              "step: pass opt_state= to attach(...).step")
+        updates, _ = self.tx.update(inputs.grad, inputs.opt_state, inputs.params)
+        return jax.tree.map(lambda u, p: -jnp.asarray(u, jnp.result_type(p)), updates, inputs.params)
+
     def measure(self, carry, inputs: StepInputs):
         fused = (inputs.loss, inputs.grad) if self.fuse else None
-        result = self._probe(inputs.params, inputs.batch, self.step_sizes, None, fused)
+        direction = self.update_direction(inputs) if self.direction == "update" else None
+        result = self._probe(inputs.params, inputs.batch, self.step_sizes, direction, fused)
         grad = inputs.grad if self.fuse else jax.grad(self.loss_fn)(inputs.params, inputs.batch)
         per_leaf = jax.tree.map(lambda g: optax.tree.norm(g).astype(result.grad_norm.dtype), grad)
         return (result, per_leaf), carry
@@ -211,6 +236,8 @@ class StepProbeHook(Hook):
         probe, per_leaf = result
         rec = probe_record(step, probe, tag=self.tag)
         rec["grad_norm_per_layer"] = probes.per_leaf_dict(per_leaf)
+        if self.direction == "update":
+            rec["direction"] = "update"
         return rec
 
 
