@@ -20,7 +20,7 @@ from landscape.engine.attach import Attached, attach
 from landscape.engine.configured import (BridgeObjective, TrainResult, build_config_model,
                                          config_job, default_hooks, load_run_data, train)
 from landscape.engine.fit import FitResult, Job, fit, run_job
-from landscape.engine.hooks import (Curvature, CurvatureHook, Hook, Measurement, MeasurementHook,
+from landscape.engine.hooks import (CriticalSharpnessHook, Curvature, CurvatureHook, Hook, Measurement, MeasurementHook,
                                     RunContext, Schedule, StepContext, StepInputs, StepProbeHook,
                                     hook_key, probe_record)
 from landscape.engine.objective import Objective, Stateful, nnx_loss
@@ -30,7 +30,7 @@ from landscape.engine.state import (GradientOutput, StepFunctions, StepMetrics, 
                                     build_optimizer, init_train_state, lr_schedule)
 
 __all__ = [
-    "Attached", "BridgeObjective", "Curvature", "CurvatureHook", "FitResult", "GradientOutput",
+    "Attached", "BridgeObjective", "CriticalSharpnessHook", "Curvature", "CurvatureHook", "FitResult", "GradientOutput",
     "Hook", "Job", "JsonlSink", "Measurement", "MeasurementHook", "Objective", "RecordSink",
     "RunContext", "RunDir", "RunExistsError", "Schedule", "Sinks", "Stateful", "StepContext",
     "StepFunctions", "StepInputs", "StepMetrics", "StepProbeHook", "TensorBoardSink",

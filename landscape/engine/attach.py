@@ -45,13 +45,16 @@ class Attached:
     """Hooks attached to a hand-written loop (see :func:`attach`); call :meth:`step` every step."""
 
     def __init__(self, objective: Objective, hooks: Sequence[Hook], workdir: str | Path | None, *,
-                 seed: int = 0, optimizer: Any = None, tensorboard: bool = False):
+                 seed: int = 0, optimizer: Any = None, learning_rate: Any = None,
+                 tensorboard: bool = False):
         names = [h.name for h in hooks]
         if len(set(names)) != len(names) or RESERVED_NAMES & set(names):
             raise ConfigError(f"hook names must be unique and not in {sorted(RESERVED_NAMES)}: {names}")
         self.objective, self.hooks, self.seed = objective, list(hooks), int(seed)
         self.path = None if workdir is None else Path(workdir).absolute()
-        context = RunContext(objective, optimizer)
+        lr = learning_rate if callable(learning_rate) or learning_rate is None else (
+            lambda step, v=float(learning_rate): v)
+        context = RunContext(objective, optimizer, lr=lr)
         for hook in self.hooks:
             hook.setup(context)
         self._measure = {h.name: (jax.jit(h.measure) if h.jit else h.measure) for h in self.hooks}
@@ -131,7 +134,8 @@ class Attached:
 
 
 def attach(loss_fn: Callable | Objective, hooks: Sequence[Hook], *, workdir: str | Path | None = None,
-           seed: int = 0, optimizer: Any = None, tensorboard: bool = False) -> Attached:
+           seed: int = 0, optimizer: Any = None, learning_rate: Any = None,
+           tensorboard: bool = False) -> Attached:
     """Hooks for a hand-written loop: ``attached.step(t, params, batch, loss=, grad=)`` each step.
 
     Args:
@@ -139,7 +143,8 @@ def attach(loss_fn: Callable | Objective, hooks: Sequence[Hook], *, workdir: str
         hooks: the engine's hooks (``StepProbeHook``, ``CurvatureHook``, your own).
         workdir: where records go (``{hook name}.jsonl``, ``train.jsonl``); None keeps none.
         seed: the root of the hooks' keys (and of a Stateful loss's step key).
-        optimizer: the loop's optax transformation, for hooks that read it.
+        optimizer: the loop's optax transformation, for hooks that read it (``direction="update"``).
+        learning_rate: the loop's learning rate (a float or a schedule), for hooks that read it.
         tensorboard: also write the records for TensorBoard.
 
     Example:
@@ -150,4 +155,4 @@ def attach(loss_fn: Callable | Objective, hooks: Sequence[Hook], *, workdir: str
         ...         params = jax.tree.map(lambda p, g: p - 0.1 * g, params, grad)
     """
     return Attached(as_objective(loss_fn), hooks, workdir, seed=seed, optimizer=optimizer,
-                    tensorboard=tensorboard)
+                    learning_rate=learning_rate, tensorboard=tensorboard)

@@ -341,7 +341,8 @@ def _resume(run: RunDir, job: Job, hooks: Sequence[Hook], mesh) -> tuple[TrainSt
     params, model_state = jax.tree.map(lambda x: jnp.array(x, copy=True),
                                        (job.params, job.objective.state))
     state = parallel.replicate(init_train_state(params, model_state, job.tx, seed=job.seed), mesh)
-    context = RunContext(job.objective, job.tx, mesh, model=job.model, config=job.config)
+    context = RunContext(job.objective, job.tx, mesh, model=job.model, config=job.config,
+                         lr=job.lr)
     for hook in hooks:
         hook.setup(context)
     carries = parallel.replicate(

@@ -43,7 +43,7 @@ from landscape.config import ConfigError, TrainConfig
 from landscape.engine.objective import Objective
 from landscape.records import to_jsonable
 
-__all__ = ["Curvature", "CurvatureHook", "Hook", "Measurement", "MeasurementHook", "RunContext", "Schedule",
+__all__ = ["CriticalSharpnessHook", "Curvature", "CurvatureHook", "Hook", "Measurement", "MeasurementHook", "RunContext", "Schedule",
            "StepContext", "StepInputs", "StepProbeHook", "hook_key", "probe_record"]
 
 
@@ -110,6 +110,7 @@ class RunContext:
     mesh: Mesh | None = None  # the run's data-parallel mesh (None: one device)
     model: Any = None
     config: TrainConfig | None = None
+    lr: Callable[[Any], Any] | None = None  # the learning rate at step t, when the run knows it
     _losses: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def loss_fn(self, mode: str = "batch_stats") -> Callable[[Any, Any], jax.Array]:
@@ -301,6 +302,65 @@ class CurvatureHook(Hook):
         rec["lambda_max"] = rec["eigenvalues"][0]
         rec["mode"] = self.mode
         return rec
+
+
+class CriticalSharpnessHook(Hook):
+    """Critical sharpness λ_c = 2/η_c every N steps, from forward passes only (Kalra et al. 2026).
+
+    At a due step t: η_c is the smallest learning rate at which one step raises the minibatch
+    loss (:func:`landscape.probes.critical_sharpness`: exponential search from the current η_t,
+    then bisection to a relative bracket ``tol``). ``direction="update"`` (default, the paper's)
+    steps along the optimizer's own update per unit learning rate, d = −Δ_t/η_t (Adam's
+    preconditioned step: λ_c then tracks the preconditioned sharpness); ``"gradient"`` along −g_t
+    (plain GD: λ_c ≤ λ_max, = gᵀHg/gᵀg on a quadratic). Writes ``critical.jsonl``: ``sharpness``,
+    ``critical_lr``, the bracket, ``loss0``, ``num_evals`` (forward passes), ``lr`` = η_t. Needs the
+    run's learning rate (``fit(..., learning_rate=)``; a config run has it). Host-side (one
+    compiled loss evaluation per trial), so not jitted.
+
+    Example:
+        >>> fit(loss_fn, params, optax.adam(1e-3), data, steps=1000, workdir="runs/c",
+        ...     learning_rate=1e-3, hooks=[CriticalSharpnessHook(every=50)])
+    """
+
+    jit = False
+
+    def __init__(self, *, every: int = 10, at: Sequence[int] = (), direction: str = "update",
+                 tol: float = 1 / 16, max_evals: int = 40, mode: str = "batch_stats",
+                 name: str = "critical"):
+        if direction not in ("gradient", "update"):
+            raise ValueError(f"direction={direction!r}; expected 'gradient' or 'update'")
+        bridge.check_mode(mode)
+        self.name, self.schedule, self.mode = name, Schedule(int(every), tuple(at)), mode
+        self.direction, self.tol, self.max_evals = direction, float(tol), int(max_evals)
+
+    def setup(self, run: RunContext) -> None:
+        if run.lr is None:
+            raise ConfigError("CriticalSharpnessHook needs the run's learning rate: "
+                              "fit(..., learning_rate=...)")
+        if self.direction == "update" and run.tx is None:
+            raise ConfigError("CriticalSharpnessHook(direction='update') needs the optimizer")
+        self.loss_fn, self.lr, tx = run.loss_fn(self.mode), run.lr, run.tx
+
+        @jax.jit
+        def per_unit_lr(inputs: StepInputs, lr):  # d = −Δ_t / η_t, or g_t
+            if self.direction == "gradient":
+                return inputs.grad
+            updates, _ = tx.update(inputs.grad, inputs.opt_state, inputs.params)
+            return jax.tree.map(lambda u: -u / lr, updates)
+
+        self._direction = per_unit_lr
+
+    def measure(self, carry, inputs: StepInputs):
+        lr = float(np.asarray(self.lr(int(inputs.step))))
+        direction = self._direction(inputs, lr)
+        loss0 = float(inputs.loss) if self.mode == "batch_stats" else None
+        result = probes.critical_sharpness(self.loss_fn, inputs.params, inputs.batch, direction,
+                                           guess=lr, tol=self.tol, max_evals=self.max_evals,
+                                           loss0=loss0)
+        return {**result._asdict(), "lr": lr, "direction": self.direction}, carry
+
+    def record(self, step: int, result) -> dict[str, Any]:
+        return {"step": int(step), **to_jsonable(result)}
 
 
 # --------------------------------------------------------------------- host-side measurements
