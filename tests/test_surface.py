@@ -15,9 +15,11 @@ from tolerance import assert_close
 from landscape.plotting import is_blank
 from landscape.probes import (
     LossSurface,
+    default_filter_axes,
     interpolation_direction,
     load_surface,
     loss_surface,
+    param_paths,
     pca_directions,
     random_direction,
     save_surface,
@@ -251,6 +253,141 @@ def test_random_direction_on_float32_tree():
     k = np.asarray(params["conv"]["kernel"], np.float64)
     assert_close(np.linalg.norm(np.asarray(d["conv"]["kernel"], np.float64).reshape(-1, 6), axis=0),
                  np.linalg.norm(k.reshape(-1, 6), axis=0), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# which axes index the filters: layouts other than Flax's last axis (filter_axes)
+
+
+def _filter_norms(x, filter_axes):
+    """‖x_f‖_F in float64 for every filter f (an index into ``filter_axes``), in C order."""
+    x = np.asarray(x, np.float64)
+    front = np.moveaxis(x, filter_axes, tuple(range(len(filter_axes))))
+    return np.linalg.norm(front.reshape(int(np.prod(front.shape[:len(filter_axes)])), -1), axis=1)
+
+
+def _filters_match(d, theta, filter_axes):
+    return np.allclose(_filter_norms(d, filter_axes), _filter_norms(theta, filter_axes), rtol=1e-6,
+                       atol=0)
+
+
+#: (params path, shape, filter axes of the layout, a wrong choice (for q/k/v: the old last-axis
+#: rule), the filter_axes argument)
+_LAYOUTS = {
+    "flax_dense_in_out": (("dense", "kernel"), (5, 7), (1,), (0,), None),
+    "equinox_out_in": (("linear", "weight"), (7, 5), (0,), (1,), 0),
+    "attention_query": (("attn", "query", "kernel"), (6, 2, 4), (1, 2), (2,), None),
+    "embedding": (("tok_embed", "embedding"), (11, 4), (0,), (1,), None),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(_LAYOUTS))
+def test_filter_axes_per_layout(layout):
+    path, shape, axes, wrong, arg = _LAYOUTS[layout]
+    fshape = [shape[a] if a in axes else 1 for a in range(len(shape))]
+    scale = np.geomspace(0.1, 100.0, int(np.prod(fshape))).reshape(fshape)  # unequal filters
+    theta = jnp.asarray(np.random.default_rng(8).normal(size=shape) * scale, jnp.float32)
+    params = {path[-1]: theta}
+    for name in reversed(path[:-1]):
+        params = {name: params}
+    leaf = lambda tree: jax.tree.leaves(tree)[0]
+    d = leaf(random_direction(jax.random.key(2), params, filter_axes=arg))
+    assert d.dtype == jnp.float32
+    assert_close(_filter_norms(d, axes), _filter_norms(theta, axes), rtol=1e-6, name=layout)
+    # The check can fail: the same draw normalized along the wrong axes does not pass it.
+    d_wrong = leaf(random_direction(jax.random.key(2), params, filter_axes=wrong))
+    assert not _filters_match(d_wrong, theta, axes)
+
+
+def test_default_filter_axes_rules():
+    cases = {
+        ("dense/kernel", (5, 7)): (1,),
+        ("conv/kernel", (3, 3, 4, 6)): (3,),
+        ("attn/key/kernel", (6, 2, 4)): (1, 2),
+        ("attn/value/kernel/value", (6, 2, 4)): (1, 2),   # non-pure nnx.State path
+        ("blocks/0/q_proj/kernel", (6, 2, 4)): (1, 2),
+        ("attn/out/kernel", (2, 4, 6)): (2,),
+        ("conv1d/kernel/value", (3, 4, 6)): (2,),          # the Variable's "value" is no module
+        ("Embed_0/embedding", (11, 4)): (0,),
+        ("patch_embed/kernel", (4, 4, 3, 8)): (3,),        # a ViT patch conv stays a kernel
+        ("embed_proj/kernel", (4, 8)): (1,),
+        ("bias", (6,)): (0,),
+    }
+    got = {k: default_filter_axes(k[0], jnp.zeros(k[1])) for k in cases}
+    assert got == cases
+
+
+def test_default_filter_axes_on_real_flax_modules():
+    from flax import nnx
+
+    class Tiny(nnx.Module):
+        def __init__(self):
+            self.tok_embed = nnx.Embed(11, 8, rngs=nnx.Rngs(0))
+            self.attn = nnx.MultiHeadAttention(num_heads=2, in_features=8, qkv_features=8,
+                                               out_features=6, decode=False, rngs=nnx.Rngs(1))
+            self.head = nnx.Linear(6, 3, rngs=nnx.Rngs(2))
+
+    expected = {"attn/key/kernel": (1, 2), "attn/out/kernel": (2,), "attn/query/kernel": (1, 2),
+                "attn/value/kernel": (1, 2), "head/kernel": (1,), "tok_embed/embedding": (0,)}
+    with jax.enable_x64(False):
+        _, state, _ = nnx.split(Tiny(), nnx.Param, ...)
+        params = nnx.as_pure(state)
+        paths, leaves = param_paths(params), jax.tree.leaves(params)
+        # The q/k/v biases are (heads, head_dim): 2-D, so drawn, with the last-axis rule.
+        weights = lambda ps, xs: {p.removesuffix("/value"): default_filter_axes(p, x)
+                                  for p, x in zip(ps, xs) if "bias" not in p.split("/")}
+        assert weights(paths, leaves) == expected
+        # Variables left in (".../kernel/value"): the same rule.
+        assert weights(param_paths(state), jax.tree.leaves(state)) == expected
+        d = random_direction(jax.random.key(3), params)
+        for p, x, y in zip(paths, leaves, jax.tree.leaves(d)):
+            if p in expected:
+                assert_close(_filter_norms(y, expected[p]), _filter_norms(x, expected[p]),
+                             rtol=1e-6, name=p)
+
+
+def test_filter_axes_callable_overrides_one_leaf():
+    from landscape.probes import _surface
+
+    rng = np.random.default_rng(9)
+    rows = np.geomspace(0.1, 10.0, 7)[:, None]          # unequal (out, in) filters
+    params = {"b": jnp.asarray(rng.normal(size=7), jnp.float32),
+              "enc": {"kernel": jnp.asarray(rng.normal(size=(5, 7)), jnp.float32)},
+              "eqx": {"weight": jnp.asarray(rng.normal(size=(7, 5)) * rows, jnp.float32)}}
+    seen = []
+
+    def rule(path, leaf):
+        seen.append(path)
+        return 0 if path == "eqx/weight" else None
+
+    d = random_direction(jax.random.key(4), params, filter_axes=rule)
+    assert seen == ["enc/kernel", "eqx/weight"]         # ≥2-D float leaves, on the host
+    assert_close(_filter_norms(d["eqx"]["weight"], (0,)),
+                 _filter_norms(params["eqx"]["weight"], (0,)), rtol=1e-6)
+    assert not _filters_match(d["eqx"]["weight"], params["eqx"]["weight"], (1,))
+    # The same draw as without the rule: the default leaf is bit-identical, the other rescaled.
+    default = random_direction(jax.random.key(4), params)
+    np.testing.assert_array_equal(d["enc"]["kernel"], default["enc"]["kernel"])
+    np.testing.assert_array_equal(d["eqx"]["weight"],
+                                  random_direction(jax.random.key(4), params,
+                                                   filter_axes=0)["eqx"]["weight"])
+    # Resolved to static axes outside the jit: a new callable giving the same axes, on new
+    # values, reuses the compiled program.
+    compiled = _surface._normalize_direction._cache_size()
+    moved = jax.tree.map(lambda x: x + 1.0, params)
+    random_direction(jax.random.key(5), moved,
+                     filter_axes=lambda p, x: (-2,) if "eqx" in p else None)
+    assert _surface._normalize_direction._cache_size() == compiled
+
+
+def test_filter_axes_bad_axis_names_the_leaf():
+    params = {"blocks": {"0": {"w": jnp.ones((3, 4), jnp.float32)}}, "b": jnp.ones(3)}
+    for bad in (2, (0, -3), (1, -1), 1.0, lambda p, x: (0, 5)):
+        with pytest.raises(ValueError, match="blocks/0/w") as info:
+            random_direction(jax.random.key(0), params, filter_axes=bad)
+        assert "\n" not in str(info.value) and "(3, 4)" in str(info.value)
+    assert_close(_filter_norms(random_direction(jax.random.key(0), params, filter_axes=-2)
+                               ["blocks"]["0"]["w"], (0,)), np.full(3, 2.0), rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------

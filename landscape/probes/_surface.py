@@ -4,7 +4,8 @@ The measurements behind Li, Xu, Taylor, Studer, Goldstein, "Visualizing the Loss
 Neural Nets" (NeurIPS 2018) and Goodfellow, Vinyals, Saxe, "Qualitatively characterizing neural
 network optimization problems" (ICLR 2015):
 
-- :func:`random_direction` — a Gaussian direction, filter-normalized (Li et al. Sec. 4);
+- :func:`random_direction` — a Gaussian direction, filter-normalized (Li et al. Sec. 4), with
+  :func:`default_filter_axes` saying which axes index the filters of each leaf;
 - :func:`interpolation_direction` — d = θ₁ − θ₀, so θ(α) = θ₀ + α d (Goodfellow et al.);
 - :func:`pca_directions` — the top principal directions of a training trajectory (Li et al. Sec. 7);
 - :func:`loss_surface` — L(θ + a_i d₁ + b_j d₂) on a grid, evaluated in jitted chunks;
@@ -36,7 +37,7 @@ import functools
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -46,6 +47,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from landscape.parallel import mesh_size, spread_points
+from landscape.probes._paths import param_paths
 from landscape.probes._step import (STRATEGIES, _check_direction, _result_dtype,
                                     map_with_strategy)
 from landscape.probes._types import LossFn, PyTree
@@ -55,6 +57,7 @@ __all__ = [
     "LossSurface",
     "PCADirections",
     "default_chunk_size",
+    "default_filter_axes",
     "interpolation_direction",
     "load_surface",
     "loss_surface",
@@ -142,11 +145,69 @@ def _standard_normal(key, size: int, dtype):
     return jax.random.normal(key, (size,), dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("norm", "ignore_1d"))
-def _normalize_direction(flat, params, *, norm: str, ignore_1d: bool):
+#: Module names of attention query/key/value projections whose kernels are (in, heads, head_dim):
+#: Flax ``nnx.MultiHeadAttention`` / linen ``MultiHeadDotProductAttention`` (query, key, value)
+#: and the q_proj/k_proj/v_proj spelling.
+_ATTENTION_QKV = frozenset({"query", "key", "value", "q_proj", "k_proj", "v_proj"})
+
+
+def default_filter_axes(path: str, leaf) -> tuple[int, ...]:
+    """The axes of ``leaf`` that index its filters, by layout, for :func:`random_direction`.
+
+    ``path`` is the leaf's ``"/"``-joined key path (:func:`landscape.probes.param_paths`); a
+    trailing ``"value"`` component (a non-pure ``nnx.State``: ``".../kernel/value"``) is ignored.
+
+    - a 2-D leaf with a path component containing ``"embed"`` (any case) whose own name is not
+      ``"kernel"`` — an embedding table (vocab, d) such as ``nnx.Embed``'s ``embedding``: (0,),
+      one filter per token row. (A Dense/Conv ``kernel`` under a module named ``*embed*``, e.g. a
+      ViT patch embedding, keeps the kernel rule.)
+    - a 3-D leaf under a module named ``query``, ``key``, ``value``, ``q_proj``, ``k_proj`` or
+      ``v_proj`` — an attention projection kernel (in, heads, head_dim): (1, 2), every
+      (head, dim) output unit is a filter whose norm runs over the input axis.
+    - anything else: (ndim − 1,), the last axis: a Flax conv kernel (H, W, C_in, C_out), a dense
+      kernel (in, out), and the attention output kernel (heads, head_dim, out) of ``out``.
+      (ndim ≤ 1 gives (0,) or (); :func:`random_direction` never normalizes such leaves.)
+
+    Example::
+
+        >>> default_filter_axes("attn/query/kernel", jnp.ones((8, 2, 4)))
+        (1, 2)
+        >>> default_filter_axes("tok_embed/embedding", jnp.ones((100, 8)))
+        (0,)
+    """
+    ndim = jnp.ndim(leaf)
+    parts = path.split("/")
+    if len(parts) > 1 and parts[-1] == "value":
+        parts = parts[:-1]
+    if ndim == 2 and parts[-1] != "kernel" and any("embed" in p.lower() for p in parts):
+        return (0,)
+    if ndim == 3 and _ATTENTION_QKV.intersection(parts[:-1]):
+        return (1, 2)
+    return tuple(range(ndim))[-1:]
+
+
+def _norm_axes(path: str, leaf, filter_axes) -> tuple[int, ...]:
+    """The axes the filter norm of ``leaf`` runs over: all but its filter axes (checked)."""
+    ndim = jnp.ndim(leaf)
+    axes = filter_axes(path, leaf) if callable(filter_axes) else filter_axes
+    if axes is None:
+        axes = default_filter_axes(path, leaf)
+    axes = tuple(axes) if isinstance(axes, (tuple, list)) else (axes,)
+    ok = all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) and -ndim <= a < ndim
+             for a in axes)
+    if not ok or len({int(a) % ndim for a in axes}) != len(axes):
+        raise ValueError(f"filter_axes {axes!r} for leaf {path!r} of shape {jnp.shape(leaf)}: "
+                         f"expected distinct int axes in [-{ndim}, {ndim}).")
+    filters = {int(a) % ndim for a in axes}
+    return tuple(a for a in range(ndim) if a not in filters)
+
+
+@functools.partial(jax.jit, static_argnames=("norm", "ignore_1d", "norm_axes"))
+def _normalize_direction(flat, params, *, norm: str, ignore_1d: bool,
+                         norm_axes: tuple[tuple[int, ...] | None, ...]):
     leaves, treedef = jax.tree.flatten(params)
     out, start = [], 0
-    for p in leaves:
+    for p, axes in zip(leaves, norm_axes):
         p = jnp.asarray(p)
         if not _is_float(p):
             out.append(jnp.zeros_like(p))
@@ -158,8 +219,7 @@ def _normalize_direction(flat, params, *, norm: str, ignore_1d: bool):
         d = flat[start:start + p.size].reshape(p.shape).astype(dtype)
         start += p.size
         if norm == "filter":
-            # Flax kernels: output filters/units on the LAST axis (HWIO conv, (in, out) dense).
-            axes = tuple(range(p.ndim - 1))
+            # One filter per index of the filter axes; its norm runs over ``axes``, the others.
             p_norm = jnp.sqrt(jnp.sum(jnp.square(p.astype(dtype)), axis=axes, keepdims=True))
             d_norm = jnp.sqrt(jnp.sum(jnp.square(d), axis=axes, keepdims=True))
             d = d * (p_norm / (d_norm + _EPS))
@@ -169,8 +229,11 @@ def _normalize_direction(flat, params, *, norm: str, ignore_1d: bool):
     return jax.tree.unflatten(treedef, out)
 
 
-def random_direction(key: jax.Array, params: PyTree, *, norm: str | None = "filter",
-                     ignore_1d: bool = True) -> PyTree:
+def random_direction(
+    key: jax.Array, params: PyTree, *, norm: str | None = "filter", ignore_1d: bool = True,
+    filter_axes: int | tuple[int, ...] | Callable[[str, Any], int | tuple[int, ...] | None]
+    | None = None,
+) -> PyTree:
     """A Gaussian direction in parameter space, normalized filter by filter (Li et al. 2018).
 
     For every floating leaf θ_l with ndim ≥ 2, draw d_l with i.i.d. N(0, 1) entries, then
@@ -179,32 +242,50 @@ def random_direction(key: jax.Array, params: PyTree, *, norm: str | None = "filt
         norm="layer":   d_l     ← d_l     · ‖θ_l‖_F     / (‖d_l‖_F     + 1e-10)
         norm="none":    d_l unchanged (raw Gaussian; ``None`` means the same)
 
-    where a *filter* is one index of the **last** axis — the output channel of a Flax conv kernel
-    (H, W, C_in, C_out) or the output unit of a dense kernel (in, out). (PyTorch stores output
-    filters on the first axis; Li et al.'s code iterates over that one.) A zero filter of θ gives a
-    zero filter of d.
+    A *filter* f of a leaf is one index into its **filter axes** (one output channel / unit);
+    θ_{l,f} is the slice at that index, and its norm runs over all the OTHER axes. The filter
+    axes of each leaf come from ``filter_axes``; by default (:func:`default_filter_axes`):
 
-    Leaves with ndim ≤ 1 (biases, BatchNorm scale/offset, scalars) are set to zero when
+    - Flax conv kernel (H, W, C_in, C_out): axis 3 (C_out); norm over H × W × C_in.
+    - Flax dense kernel (in, out): axis 1 (out); norm over in.
+    - attention query/key/value kernel (in, heads, head_dim) — a 3-D leaf under a module named
+      ``query``/``key``/``value`` (Flax ``nnx.MultiHeadAttention``) or ``q_proj``/``k_proj``/
+      ``v_proj``: axes (1, 2), one filter per (head, dim) pair; norm over in.
+    - attention output kernel (heads, head_dim, out) (``out``): axis 2; norm over heads × head_dim.
+    - embedding table (vocab, d) — a 2-D non-``kernel`` leaf with a path component containing
+      ``"embed"`` (``nnx.Embed``'s ``embedding``): axis 0, one filter per token row; norm over d.
+    - Equinox weights are (out, in), output units on axis 0, which the default rule cannot tell
+      from a Flax (in, out) kernel: pass ``filter_axes=0`` (every ≥2-D leaf) or a callable.
+      (PyTorch also stores output filters on axis 0; Li et al.'s code iterates over that one.)
+
+    A zero filter of θ gives a zero filter of d. Leaves with ndim ≤ 1 (biases, BatchNorm
+    scale/offset, scalars) have no filters and ignore ``filter_axes``: they are set to zero when
     ``ignore_1d`` (Li et al.'s ``--xignore biasbn``) or copied from θ otherwise (their default
     ``d.copy_(w)``), whatever ``norm`` is. Non-floating leaves get zeros.
 
     The entries of all drawn leaves come from ONE ``jax.random.normal(key, (total,))`` call (in
     the widest float dtype of those leaves, at least float32), split in leaf order: one PRNG
     instance compiles in well under a second, one per leaf took ~0.6 s each on CPU. So a leaf's
-    entries depend on the key and on the sizes of the kernels before it. Jitted internally
-    (compiled once per parameter structure and ``norm``/``ignore_1d``).
+    entries depend on the key and on the sizes of the kernels before it, not on ``filter_axes``.
+    Jitted internally, compiled once per parameter structure, ``norm``/``ignore_1d`` and resolved
+    per-leaf axes (a callable ``filter_axes`` is called on the host, outside the jit).
 
     Args:
       key: a JAX PRNG key.
       params: pytree θ (e.g. ``split(model)[1]``).
       norm: ``"filter"`` (default), ``"layer"``, or ``"none"``/``None``.
       ignore_1d: zero (True, default) or copy (False) the ≤1-D leaves.
+      filter_axes: which axes index the filters of each ≥2-D floating leaf: ``None`` (default)
+        for :func:`default_filter_axes`; an int or tuple of ints (negative allowed) for every
+        such leaf; or a callable ``(path, leaf) -> int | tuple[int, ...] | None``, ``path`` as
+        :func:`landscape.probes.param_paths` writes it, ``None`` for the default rule on that leaf.
 
     Returns:
       A pytree like ``params``, every leaf in its own dtype.
 
     Raises:
-      ValueError: unknown ``norm``.
+      ValueError: unknown ``norm``; a filter axis out of range, repeated or not an int (the
+        message names the leaf's path).
 
     Reference:
       Li, Xu, Taylor, Studer, Goldstein (2018), Sec. 4 ("Filter-wise normalization") and their
@@ -215,6 +296,9 @@ def random_direction(key: jax.Array, params: PyTree, *, norm: str | None = "filt
         >>> d = random_direction(jax.random.key(0), {"w": jnp.ones((3, 3, 2, 4)), "b": jnp.ones(4)})
         >>> jnp.linalg.norm(d["w"][..., 0]), d["b"]          # ‖θ_{w,0}‖ = sqrt(18)
         (Array(4.2426..., dtype=float32), Array([0., 0., 0., 0.], dtype=float32))
+        >>> d = random_direction(jax.random.key(0), {"w": jnp.ones((4, 9))}, filter_axes=0)
+        >>> jnp.linalg.norm(d["w"], axis=1).round(4)         # (out, in): ‖θ_{w,f}‖ = sqrt(9)
+        Array([3., 3., 3., 3.], dtype=float32)
     """
     if norm is None:
         norm = "none"
@@ -223,11 +307,17 @@ def random_direction(key: jax.Array, params: PyTree, *, norm: str | None = "filt
             f"norm must be one of {', '.join(repr(n) for n in DIRECTION_NORMS)} or None; "
             f"got {norm!r}."
         )
-    drawn = [leaf for leaf in jax.tree.leaves(params) if _is_drawn(leaf)]
+    leaves = jax.tree.leaves(params)
+    norm_axes = tuple(_norm_axes(path, leaf, filter_axes) if _is_drawn(leaf) else None
+                      for path, leaf in zip(param_paths(params), leaves))
+    if norm != "filter":   # the axes are unused: one compiled program whatever filter_axes is
+        norm_axes = (None,) * len(leaves)
+    drawn = [leaf for leaf in leaves if _is_drawn(leaf)]
     total = sum(int(np.size(leaf)) for leaf in drawn)
     dtype = jnp.result_type(*[_draw_dtype(leaf) for leaf in drawn]) if drawn else jnp.float32
     flat = _standard_normal(key, total, jnp.dtype(dtype)) if total else jnp.zeros((0,), dtype)
-    return _normalize_direction(flat, params, norm=norm, ignore_1d=bool(ignore_1d))
+    return _normalize_direction(flat, params, norm=norm, ignore_1d=bool(ignore_1d),
+                                norm_axes=norm_axes)
 
 
 def interpolation_direction(params_from: PyTree, params_to: PyTree) -> PyTree:
