@@ -71,7 +71,6 @@ from landscape.probes._curvature import (
     hvp,
     spectral_density,
 )
-from landscape.probes._precondition import PRECONDITIONER_KINDS, adam_preconditioner
 
 __all__ = [
     "ActivationStats",
@@ -120,6 +119,4 @@ __all__ = [
     "hessian_trace",
     "hvp",
     "spectral_density",
-    "PRECONDITIONER_KINDS",
-    "adam_preconditioner",
 ]
