@@ -61,3 +61,31 @@ def test_hook_along_the_update_matches_the_closed_form(tmp_path, tx, lr):
             exact = float(d @ A @ d / (g["w"] @ d))
             assert abs(records[t // 2]["sharpness"] / exact - 1) < 2e-4, (t, records[t // 2], exact)
         p, state = optax.apply_updates(p, delta), new_state
+
+
+def test_preconditioned_curvature_hook_against_the_dense_matrix(tmp_path):
+    """CurvatureHook(preconditioned=True) records λ_max(P^{-1/2} A P^{-1/2}) with Cohen et al.
+    2022's P = (1 − β₁ᵗ)(√(ν/(1 − β₂ᵗ)) + ε) from the step's Adam state (float64; Lanczos with
+    num_iters = dim spans the space: rtol 1e-8), next to the plain λ_max(A) = 10."""
+    from landscape.engine import CurvatureHook
+
+    p0 = {"w": jnp.asarray(RNG.normal(size=6))}
+    tx = optax.adam(0.02)
+    hook = CurvatureHook(every=2, num_iters=6, preconditioned=True,
+                         preconditioner_options={"b1": 0.9})
+    fit(quad, p0, tx, lambda t: np.zeros(1), steps=5, workdir=tmp_path, progress=False, hooks=[hook])
+    records = read_run(tmp_path)["curvature"]
+    p, state = p0, tx.init(p0)
+    for t in range(5):
+        g = jax.grad(quad)(p, None)
+        delta, state = tx.update(g, state, p)  # P of step t: the state after update t
+        if t in (0, 2, 4):
+            adam = state[0]
+            c = int(adam.count)
+            diag = (1 - 0.9 ** c) * (np.sqrt(np.asarray(adam.nu["w"]) / (1 - 0.999 ** c)) + 1e-8)
+            s = 1 / np.sqrt(diag)
+            exact = np.linalg.eigvalsh(s[:, None] * A * s[None, :])[-1]
+            rec = records[t // 2]
+            assert abs(rec["preconditioned_lambda_max"] / exact - 1) < 1e-8, (rec, exact)
+            assert abs(rec["lambda_max"] / 10.0 - 1) < 1e-8
+        p = optax.apply_updates(p, delta)

@@ -28,7 +28,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 from tolerance import assert_close
 
-from landscape import probes
+from landscape import parallel, probes
 from landscape.probes import _curvature
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -365,13 +365,18 @@ def test_gradient_curvature_against_dense(mlp):
     assert_close(r.grad_norm, np.linalg.norm(g), 1e-12, name="‖g‖")
 
 
-def test_gauss_newton_against_dense(mlp):
-    params, batch, _, evals_h = mlp
+def dense_gauss_newton(params, batch):
+    """G = Jᵀ H_z J of the MLP, dense float64."""
     flat_p, unravel = ravel_pytree(params)
     J = np.asarray(jax.jit(jax.jacfwd(lambda x: mlp_logits(unravel(x), batch).reshape(-1)))(flat_p))
     z = np.asarray(mlp_logits(params, batch))
     Hz = np.asarray(jax.jit(jax.hessian(lambda zz: cross_entropy(zz.reshape(z.shape), batch)))(z.reshape(-1)))
-    G = J.T @ Hz @ J
+    return J.T @ Hz @ J
+
+
+def test_gauss_newton_against_dense(mlp):
+    params, batch, _, evals_h = mlp
+    G = dense_gauss_newton(params, batch)
     v = like(params, np.sin)
     assert_close(flat(probes.gnvp(MLP_GN, params, batch, v)), G @ flat(v), 1e-10, atol=1e-12, name="Gv")
     evals = np.linalg.eigvalsh(G)
@@ -509,3 +514,227 @@ def test_full_dimension_lanczos_does_not_blow_up():
         scale = np.abs(evals).max()
         assert_close(top.eigenvalues, evals[::-1][:3], 0, 1e-8 * scale, name=f"top-3, m={m}")
         assert_close(low.eigenvalues, evals[:1], 0, 1e-8 * scale, name=f"smallest, m={m}")
+
+
+# ------------------------------------------------------------------------------------------------
+# preconditioned operator P^{-1/2} C P^{-1/2} (Cohen et al. 2022)
+#
+# Reference: M = D^{-1/2} H D^{-1/2} with D = diag(P) and H the dense Hessian, diagonalised by
+# numpy.linalg.eigvalsh. With m = n Lanczos steps the Krylov space is the whole space, so the Ritz
+# values are M's eigenvalues up to rounding, ≈ eps·‖M‖·√n ≈ 1e-14 relative to the top eigenvalue
+# here: rtol 1e-8 (RTOL_EIG) leaves a 10⁵× margin, and a wrong scaling (P⁻¹ on one side only,
+# P^{+1/2}, one leaf unscaled) changes the eigenvalues by O(1).
+
+
+def positive_like(params, seed=5):
+    """A deterministic P > 0 like ``params``, entries spanning two decades (0.1 … 10)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda p: jnp.asarray(10.0 ** rng.uniform(-1.0, 1.0, p.shape)), params)
+
+
+def preconditioned_dense(H, P):
+    d = flat(P)
+    return H / np.sqrt(np.outer(d, d))
+
+
+@pytest.fixture(scope="module")
+def mlp_adam(mlp):
+    """P from a real optax.adam state after 3 full-batch updates of the MLP (entries ≈ |g|)."""
+    params, batch, H, _ = mlp
+    opt = optax.adam(1e-2)
+    state, p = opt.init(params), params
+    for _ in range(3):
+        updates, state = opt.update(jax.grad(mlp_loss)(p, batch), state, p)
+        p = optax.apply_updates(p, updates)
+    P = probes.adam_preconditioner(state)
+    M = preconditioned_dense(H, P)
+    return P, M, np.linalg.eigvalsh(M)
+
+
+def test_preconditioned_quadratic_eigs_against_dense(quad):
+    P = positive_like(quad.params)
+    M = preconditioned_dense(quad.A, P)
+    evals, vecs = np.linalg.eigh(M)
+    n = evals.size
+    kw = dict(key=key(), num_iters=n, preconditioner=P)
+    host = probes.hessian_eigs(quad.loss_fn, quad.params, quad.batch, 3, strategy="host", **kw)
+    scan = probes.hessian_eigs(quad.loss_fn, quad.params, quad.batch, 3, strategy="scan", **kw)
+    assert_close(host.eigenvalues, evals[::-1][:3], RTOL_EIG, name="P top-3 host")
+    assert_close(scan.eigenvalues, host.eigenvalues, 1e-12, name="P top-3 scan vs host")
+    assert abs(evals[-1] - quad.spectrum[0]) > 1.0  # the preconditioner does change the answer
+    # eigenvectors: unit eigenvectors y of M (transformed coordinates); u = P^{-1/2} y solves the
+    # generalised problem H u = θ P u
+    Y = rows(host.eigenvectors)
+    assert_close(np.abs(Y @ vecs[:, ::-1][:, :3]).diagonal(), np.ones(3), 1e-8, name="|<y,v>|")
+    d = flat(P)
+    U = Y / np.sqrt(d)[None, :]
+    theta = np.asarray(host.eigenvalues)[:, None]
+    res = (np.linalg.norm(U @ quad.A - theta * U * d[None, :], axis=1)
+           / np.linalg.norm(theta * U * d[None, :], axis=1))
+    assert np.all(res < 1e-10), res
+    low = probes.hessian_eigs(quad.loss_fn, quad.params, quad.batch, 3, which="smallest", **kw)
+    assert_close(low.eigenvalues, evals[:3], RTOL_EIG, atol=1e-12 * np.abs(evals).max(),
+                 name="P bottom-3")
+
+
+def test_preconditioned_mlp_eigs_trace_density_against_dense(mlp, mlp_adam):
+    params, batch, _, _ = mlp
+    P, M, evals = mlp_adam
+    n = evals.size
+    r = probes.hessian_eigs(mlp_loss, params, batch, 3, key=key(), num_iters=n, preconditioner=P)
+    assert_close(r.eigenvalues, evals[::-1][:3], RTOL_EIG, name="mlp P top-3")
+    # Hutch++ with 3n samples sketches the whole space: exact up to rounding
+    t = probes.hessian_trace(mlp_loss, params, batch, key=key(), num_samples=3 * n,
+                             method="hutch++", preconditioner=P)
+    assert_close(t.estimate, np.trace(M), 1e-8, name="mlp P trace (hutch++)")
+    h = probes.hessian_trace(mlp_loss, params, batch, key=key(), num_samples=60, preconditioner=P)
+    assert abs(float(h.estimate) - np.trace(M)) <= 3 * float(h.stderr)
+    d = probes.spectral_density(mlp_loss, params, batch, key=key(), num_iters=n, num_runs=2,
+                                grid_size=256, preconditioner=P)
+    scale = np.abs(evals).max()
+    for run in range(2):
+        assert_close(np.sort(np.asarray(d.nodes[run])), evals, 0, 1e-8 * scale, name="P SLQ nodes")
+    # with a mask: the block (P^{-1/2} H P^{-1/2})_SS
+    mask = probes.param_mask(params, lambda p: p == "dense1/kernel")
+    sel = flat(jax.tree.map(lambda a, m: np.full(a.shape, m), params, mask)).astype(bool)
+    block = np.linalg.eigvalsh(M[np.ix_(sel, sel)])
+    r = probes.hessian_eigs(mlp_loss, params, batch, 3, key=key(), num_iters=int(sel.sum()),
+                            mask=mask, preconditioner=P)
+    assert_close(r.eigenvalues, block[::-1][:3], RTOL_EIG, name="masked P top-3")
+    # Gauss–Newton: the same wrapper around G v
+    S = 1 / np.sqrt(flat(P))
+    G = dense_gauss_newton(params, batch)
+    x = flat(like(params, np.sin))
+    tag, packed = _curvature._with_preconditioner(MLP_GN, params, batch, P)
+    Gx = _curvature._flat_matvec(mlp_loss, tag, None, params, packed, x)
+    assert_close(Gx, S * (G @ (S * x)), 1e-10, atol=1e-12 * np.abs(G).max() * S.max() ** 2,
+                 name="S G S x")
+
+
+def test_preconditioned_density_moments_trace_and_mesh(quad):
+    """Gauss quadrature from m Lanczos steps integrates polynomials of degree ≤ 2m − 1 exactly:
+    Σ_j w_rj θ_rj^p = q_rᵀ M^p q_r for the run's unit start vector q_r, p = 0 … 2m − 1 (m = 6,
+    n = 40: the quadrature is far from the spectrum, the moments are still exact)."""
+    P = positive_like(quad.params)
+    M = preconditioned_dense(quad.A, P)
+    m, runs = 6, 2
+    kw = dict(key=key(), num_iters=m, num_runs=runs, grid_size=256, preconditioner=P)
+    host = probes.spectral_density(quad.loss_fn, quad.params, quad.batch, strategy="host", **kw)
+    scan = probes.spectral_density(quad.loss_fn, quad.params, quad.batch, strategy="scan", **kw)
+    mesh = probes.spectral_density(quad.loss_fn, quad.params, quad.batch,
+                                   mesh=parallel.make_mesh(1), **kw)
+    for r in range(runs):
+        q0, _ = _curvature._lanczos_start(None, quad.params, jax.random.fold_in(key(), r), None)
+        q0 = np.asarray(q0)
+        nodes, weights = np.asarray(host.nodes[r]), np.asarray(host.weights[r])
+        for p in range(2 * m):
+            exact = q0 @ np.linalg.matrix_power(M, p) @ q0
+            scale = np.linalg.norm(M, 2) ** p
+            assert_close(np.sum(weights * nodes**p), exact, 0, 1e-10 * scale, name=f"moment {p}")
+    for other, name in ((scan, "scan"), (mesh, "mesh")):
+        assert_close(other.nodes, host.nodes, 1e-10, atol=1e-10, name=f"nodes {name}")
+        assert_close(other.density, host.density, 1e-8, atol=1e-10, name=f"density {name}")
+    # trace: Hutch++ exact with 3n samples; Hutchinson host = scan = mesh
+    n = M.shape[0]
+    t = probes.hessian_trace(quad.loss_fn, quad.params, quad.batch, key=key(), num_samples=3 * n,
+                             method="hutch++", preconditioner=P)
+    assert_close(t.estimate, np.trace(M), 1e-8, name="P trace (hutch++)")
+    kw = dict(key=key(), num_samples=30, preconditioner=P)
+    a = probes.hessian_trace(quad.loss_fn, quad.params, quad.batch, strategy="host", **kw)
+    b = probes.hessian_trace(quad.loss_fn, quad.params, quad.batch, strategy="scan", **kw)
+    c = probes.hessian_trace(quad.loss_fn, quad.params, quad.batch, mesh=parallel.make_mesh(1), **kw)
+    assert abs(float(a.estimate) - np.trace(M)) <= 3 * float(a.stderr)
+    for other, name in ((b, "scan"), (c, "mesh")):
+        assert_close(other.estimate, a.estimate, 1e-12, name=f"hutchinson {name}")
+
+
+def test_preconditioner_ones_is_the_plain_result(quad, mlp):
+    """P = 1: the wrapped operator product is bit-for-bit the plain one (S = 1/√1 = 1 exactly, and
+    1·x is exact). The probes then agree to a few ulps, not bit for bit: XLA fuses the Lanczos
+    step around a different program (measured: 4e-16 relative on the eigenvalues, the first
+    difference in the basis at step 1), so the probes are compared at 1e-13 (≈ 500 ulps; a scale
+    that is off by one ulp in one leaf is already ~1e-16 per product, a wrong scale O(1))."""
+    for loss_fn, params, batch, curvature in ((quad.loss_fn, quad.params, quad.batch, "hessian"),
+                                              (mlp_loss, mlp[0], mlp[1], "hessian"),
+                                              (mlp_loss, mlp[0], mlp[1], MLP_GN)):
+        ones = jax.tree.map(jnp.ones_like, params)
+        tag, packed = _curvature._with_preconditioner(curvature, params, batch, ones)
+        x = flat(like(params, np.sin))
+        plain = _curvature._flat_matvec(loss_fn, curvature, None, params, batch, x)
+        wrapped = _curvature._flat_matvec(loss_fn, tag, None, params, packed, x)
+        np.testing.assert_array_equal(np.asarray(wrapped), np.asarray(plain))
+    ones = jax.tree.map(jnp.ones_like, quad.params)
+    args = (quad.loss_fn, quad.params, quad.batch)
+    for strategy in ("host", "scan"):
+        kw = dict(key=key(), num_iters=quad.A.shape[0], strategy=strategy)
+        plain = probes.hessian_eigs(*args, 3, **kw)
+        pre = probes.hessian_eigs(*args, 3, preconditioner=ones, **kw)
+        assert_close(pre.eigenvalues, plain.eigenvalues, 1e-13, name=f"eigs {strategy}")
+        assert_close(rows(pre.eigenvectors), rows(plain.eigenvectors), 0, 1e-12, name="vectors")
+        kw = dict(key=key(), num_samples=30, strategy=strategy)
+        plain, pre = (probes.hessian_trace(*args, preconditioner=p, **kw) for p in (None, ones))
+        assert_close(pre.estimate, plain.estimate, 1e-13, name=f"trace {strategy}")
+        kw = dict(key=key(), num_iters=6, num_runs=2, grid_size=256, strategy=strategy)
+        plain, pre = (probes.spectral_density(*args, preconditioner=p, **kw) for p in (None, ones))
+        assert_close(pre.nodes, plain.nodes, 1e-13, name=f"slq nodes {strategy}")
+        assert_close(pre.weights, plain.weights, 0, 1e-13, name=f"slq weights {strategy}")
+
+
+HVP_CALLS: list = []
+
+
+def _counted_quadratic(params, batch):
+    jax.debug.callback(lambda: HVP_CALLS.append(1))  # runs once per operator product
+    return Quadratic.loss_fn(params, batch)
+
+
+def test_preconditioned_costs_the_same_hvps(quad):
+    """The wrapper adds two elementwise products, not operator products: the loss runs exactly
+    num_iters (Lanczos), num_runs·num_iters (SLQ) and num_samples (trace) times, as without P."""
+    P = positive_like(quad.params)
+    args = (_counted_quadratic, quad.params, quad.batch)
+
+    def count(fn, **kw):
+        HVP_CALLS.clear()
+        jax.block_until_ready(fn(*args, key=key(), **kw))
+        jax.effects_barrier()
+        return len(HVP_CALLS)
+
+    for pre in (None, P):
+        for strategy in ("host", "scan"):
+            assert count(probes.hessian_eigs, k=2, num_iters=7, strategy=strategy,
+                         preconditioner=pre) == 7
+        # (SLQ and the trace run the same wrapped product; host only, to keep compiles few)
+        kw = dict(strategy="host", preconditioner=pre)
+        assert count(probes.spectral_density, num_iters=5, num_runs=2, grid_size=16, **kw) == 10
+        assert count(probes.hessian_trace, num_samples=9, method="hutch++", **kw) == 9
+
+
+def test_preconditioner_errors(quad):
+    P = positive_like(quad.params)
+    kw = dict(key=key(), num_iters=3)
+    args = (quad.loss_fn, quad.params, quad.batch, 1)
+    bad_values = {"zero": 0.0, "negative": -1.0, "inf": np.inf, "nan": np.nan}
+    for label, value in bad_values.items():
+        bad = {**P, "w": P["w"].at[2, 3].set(value)}
+        with pytest.raises(ValueError, match=r"leaf \['w'\] has 1 entry .*index \(2, 3\)"):
+            probes.hessian_eigs(*args, preconditioner=bad, **kw)
+    with pytest.raises(ValueError, match=r"leaf \['b'\] of params is missing"):
+        probes.hessian_eigs(*args, preconditioner={"w": P["w"]}, **kw)
+    with pytest.raises(ValueError, match=r"leaf \['c'\] is not in params"):
+        probes.hessian_eigs(*args, preconditioner={**P, "c": P["b"]}, **kw)
+    with pytest.raises(ValueError, match=r"leaf \['b'\] has shape \(5,\)"):
+        probes.hessian_eigs(*args, preconditioner={**P, "b": P["b"][:5]}, **kw)
+    with pytest.raises(ValueError, match=r"leaf \['b'\] has 2 entries"):
+        probes.hessian_trace(quad.loss_fn, quad.params, quad.batch, key=key(), num_samples=3,
+                             preconditioner={**P, "b": P["b"].at[:2].set(0.0)})
+    with pytest.raises(ValueError, match="leaf"):
+        probes.spectral_density(quad.loss_fn, quad.params, quad.batch, key=key(), num_iters=3,
+                                num_runs=1, preconditioner={**P, "b": -P["b"]})
+    # Under jax.jit values cannot be checked: a bad entry makes every result NaN; structure and
+    # shapes are static and still raise.
+    run = jax.jit(lambda p: probes.hessian_eigs(*args, preconditioner=p, **kw).eigenvalues)
+    assert np.all(np.isfinite(np.asarray(run(P))))
+    assert np.all(np.isnan(np.asarray(run({**P, "w": P["w"].at[0, 0].set(0.0)}))))
+    with pytest.raises(ValueError, match="has shape"):
+        run({**P, "b": P["b"][:5]})

@@ -13,6 +13,7 @@ import pytest
 from tolerance import assert_close
 
 from landscape.plotting import is_blank
+from landscape import probes
 from landscape.probes import (
     LossSurface,
     default_filter_axes,
@@ -570,3 +571,25 @@ def test_docstring_examples():
             _surface, globs={**vars(_surface), "jnp": jnp, "jax": jax},
             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
     assert attempted > 0 and failures == 0
+
+
+def test_curvature_directions_are_the_dense_eigenvectors():
+    """On a quadratic ½θᵀAθ the directions are A's top eigenvectors (up to sign; float64), and
+    the slice along v₁ is exactly ½λ₁a² + a·θᵀAv₁ + L(θ)."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(3)
+        q = np.linalg.qr(rng.normal(size=(5, 5)))[0]
+        a_mat = q @ np.diag([9.0, 5.0, 2.0, 1.0, 0.5]) @ q.T
+        loss = lambda p, b: 0.5 * p["w"] @ (jnp.asarray(a_mat) @ p["w"])  # noqa: E731
+        params = {"w": jnp.asarray(rng.normal(size=5))}
+        d1, d2 = probes.curvature_directions(loss, params, None, key=jax.random.key(0), num_iters=5)
+        for d, col in ((d1, 0), (d2, 1)):
+            assert abs(abs(float(d["w"] @ q[:, col])) - 1.0) < 1e-10
+        alphas = jnp.linspace(-1.0, 1.0, 5)
+        s = probes.loss_surface(loss, params, None, (d1,), (alphas,))
+        w, v = np.asarray(params["w"]), np.asarray(d1["w"])
+        exact = 0.5 * w @ a_mat @ w + np.asarray(alphas) * (w @ a_mat @ v) + 4.5 * np.asarray(alphas) ** 2
+        np.testing.assert_allclose(np.asarray(s.loss), exact, rtol=1e-10)
+        big = probes.curvature_directions(loss, params, None, 1, key=jax.random.key(0),
+                                          num_iters=5, scale="params")[0]
+        assert abs(float(jnp.linalg.norm(big["w"])) - float(jnp.linalg.norm(params["w"]))) < 1e-10

@@ -249,6 +249,7 @@ class Curvature(NamedTuple):
     residuals: jax.Array           # (k,) Lanczos residual estimates ‖Hv − λv‖
     gradient_curvature: jax.Array  # gᵀHg/‖g‖², the curvature along the step direction
     grad_norm: jax.Array           # ‖g‖
+    preconditioned: jax.Array | None = None  # top-k of P^{-1/2} H P^{-1/2} (preconditioned=...)
 
 
 class CurvatureHook(Hook):
@@ -263,14 +264,30 @@ class CurvatureHook(Hook):
     ~10× slower), so the hook is not jitted there (one process; a multi-process run uses the jitted scan);
     elsewhere the whole measurement is one jit.
 
+    ``preconditioned=True`` also records the top-``k`` eigenvalues of the *preconditioned* Hessian
+    P^{-1/2} H P^{-1/2} (the spectrum of P⁻¹H: the sharpness Adam sees, Cohen et al. 2022), with P
+    the preconditioner of the step taken at t — built from the optimizer state *after* update t
+    (ν_{t+1}, which includes g_t², the denominator of Δ_t) by
+    :func:`landscape.probes.adam_preconditioner`
+    (``preconditioner_options`` are its keyword arguments: ``b2``, ``eps``, ``b1`` …, matching
+    the optimizer's), or by a callable ``preconditioned(opt_state) -> P``; warm-started from its
+    own previous top eigenvector, at the same ``num_iters`` HVPs. Fields
+    ``preconditioned_eigenvalues`` and ``preconditioned_lambda_max``.
+
     Example:
         >>> hook = CurvatureHook(every=20, num_iters=20)
         >>> train(config, "runs/x", hooks=[hook])   # runs/x/curvature.jsonl
     """
 
     def __init__(self, *, every: int = 20, at: Sequence[int] = (), k: int = 1, num_iters: int = 20,
-                 mode: str = "batch_stats", name: str = "curvature", strategy: str = "auto"):
+                 mode: str = "batch_stats", name: str = "curvature", strategy: str = "auto",
+                 preconditioned: bool | Callable[[Any], Any] = False,
+                 preconditioner_options: Mapping[str, Any] | None = None):
         bridge.check_mode(mode)
+        if preconditioned is True:
+            options = dict(preconditioner_options or {})
+            preconditioned = lambda opt_state: probes.adam_preconditioner(opt_state, **options)  # noqa: E731
+        self.preconditioner = preconditioned or None
         self.name, self.schedule, self.mode = name, Schedule(int(every), tuple(at)), mode
         self.k, self.num_iters = int(k), int(num_iters)
         if strategy == "auto":  # the host loop reads values back: one process only
@@ -280,26 +297,45 @@ class CurvatureHook(Hook):
         self.jit = strategy != "host"
 
     def setup(self, run: RunContext) -> None:
-        self.loss_fn = run.loss_fn(self.mode)
+        if self.preconditioner is not None and run.tx is None:
+            raise ConfigError("CurvatureHook(preconditioned=...) needs the run's optimizer")
+        self.loss_fn, self.tx = run.loss_fn(self.mode), run.tx
 
     def init(self, params, *, key):
         # a fixed random start; each later measurement starts from the previous top eigenvector
         leaves, treedef = jax.tree.flatten(params)
         keys = jax.random.split(key, len(leaves))
-        return jax.tree.unflatten(treedef, [jax.random.normal(k, jnp.shape(p), jnp.result_type(p))
-                                            for k, p in zip(keys, leaves)])
+        start = jax.tree.unflatten(treedef, [jax.random.normal(k, jnp.shape(p), jnp.result_type(p))
+                                             for k, p in zip(keys, leaves)])
+        return start if self.preconditioner is None else (start, start)
+
+    def _top(self, inputs: StepInputs, init, preconditioner=None):
+        eigs = probes.hessian_eigs(self.loss_fn, inputs.params, inputs.batch, self.k,
+                                   key=jax.random.key(0), num_iters=self.num_iters, init=init,
+                                   strategy=self.strategy, preconditioner=preconditioner)
+        return eigs, jax.tree.map(lambda v: v[0], eigs.eigenvectors)
 
     def measure(self, carry, inputs: StepInputs):
-        eigs = probes.hessian_eigs(self.loss_fn, inputs.params, inputs.batch, self.k,
-                                   key=jax.random.key(0), num_iters=self.num_iters, init=carry,
-                                   strategy=self.strategy)
+        plain_init = carry if self.preconditioner is None else carry[0]
+        eigs, top = self._top(inputs, plain_init)
         along = probes.gradient_curvature(self.loss_fn, inputs.params, inputs.batch)
-        top = jax.tree.map(lambda v: v[0], eigs.eigenvectors)
-        return Curvature(eigs.eigenvalues, eigs.residuals, along.curvature, along.grad_norm), top
+        if self.preconditioner is None:
+            return Curvature(eigs.eigenvalues, eigs.residuals, along.curvature, along.grad_norm), top
+        if inputs.opt_state is None:
+            raise ConfigError("CurvatureHook(preconditioned=...) needs the step's optimizer state")
+        _, stepped = self.tx.update(inputs.grad, inputs.opt_state, inputs.params)
+        pre, pre_top = self._top(inputs, carry[1], self.preconditioner(stepped))
+        return (Curvature(eigs.eigenvalues, eigs.residuals, along.curvature, along.grad_norm,
+                          pre.eigenvalues), (top, pre_top))
 
     def record(self, step: int, result) -> dict[str, Any]:
         rec = super().record(step, result)
         rec["lambda_max"] = rec["eigenvalues"][0]
+        if rec.get("preconditioned") is not None:
+            rec["preconditioned_eigenvalues"] = rec.pop("preconditioned")
+            rec["preconditioned_lambda_max"] = rec["preconditioned_eigenvalues"][0]
+        else:
+            rec.pop("preconditioned", None)
         rec["mode"] = self.mode
         return rec
 

@@ -34,6 +34,7 @@ from landscape.probes._surface import (
     DIRECTION_NORMS,
     LossSurface,
     PCADirections,
+    curvature_directions,
     default_chunk_size,
     default_filter_axes,
     interpolation_direction,
@@ -71,6 +72,7 @@ from landscape.probes._curvature import (
     hvp,
     spectral_density,
 )
+from landscape.probes._precondition import PRECONDITIONER_KINDS, adam_preconditioner
 
 __all__ = [
     "ActivationStats",
@@ -82,6 +84,7 @@ __all__ = [
     "ICS",
     "LossSurface",
     "PCADirections",
+    "curvature_directions",
     "STRATEGIES",
     "GradNorms",
     "StepProbe",
@@ -119,4 +122,6 @@ __all__ = [
     "hessian_trace",
     "hvp",
     "spectral_density",
+    "PRECONDITIONER_KINDS",
+    "adam_preconditioner",
 ]

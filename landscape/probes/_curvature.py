@@ -15,6 +15,13 @@ one operator product v ↦ Cv, where C is
 selected leaves, C_SS: v is zeroed outside the mask before and after each product, so the
 probes measure the diagonal block of the selected parameters (per-layer / per-block curvature).
 
+``preconditioner`` (a pytree of strictly positive diagonal entries P shaped like ``params``, e.g.
+from :func:`landscape.probes.adam_preconditioner`) replaces C by the symmetric P^{-1/2} C P^{-1/2},
+which has the spectrum of P⁻¹C and the trace tr(P⁻¹C) = Σ_i C_ii / P_i: the optimizer-aware
+("preconditioned") sharpness of Cohen et al. (2022). It is one wrapper of the operator product,
+v ↦ P^{-1/2} C (P^{-1/2} v) (two elementwise products, no extra operator product), so every
+strategy, ``mask`` and ``mesh`` path gets it; S = P^{-1/2} travels with the batch.
+
 Probes (all pure, usable inside ``jax.jit``; results in the params' float dtype, at least float32):
 
 - :func:`hessian_eigs` — top-k (or bottom-k) eigenpairs by Lanczos with full reorthogonalisation.
@@ -71,6 +78,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 
 from landscape.parallel import spread_points
+from landscape.probes._precondition import inverse_sqrt
 from landscape.probes._step import _result_dtype
 from landscape.probes._types import LossFn, PyTree
 
@@ -265,7 +273,35 @@ def _check_curvature(curvature):
     )
 
 
+class _Preconditioned(NamedTuple):
+    """Static tag of the operator v ↦ S C (S v) with S = P^{-1/2} diagonal (C: ``curvature``).
+
+    S is an array, so it cannot key a compiled function with the tag: it travels in the dynamic
+    ``batch`` slot that every Lanczos/trace path already threads, as ``(batch, S)``
+    (:func:`_with_preconditioner`); :func:`_tree_operator` unpacks it.
+    """
+
+    curvature: str | GaussNewton
+
+
+def _with_preconditioner(curvature, params, batch, preconditioner):
+    """``(curvature, batch)`` for the probes' plumbing: unchanged without a preconditioner, else the
+    tag :class:`_Preconditioned` and ``(batch, P^{-1/2})`` (P checked, see ``inverse_sqrt``)."""
+    if preconditioner is None:
+        return curvature, batch
+    scale = inverse_sqrt(params, preconditioner, _result_dtype(params))
+    return _Preconditioned(curvature), (batch, scale)
+
+
 def _tree_operator(loss_fn, curvature, params, batch) -> Callable[[PyTree], PyTree]:
+    if isinstance(curvature, _Preconditioned):
+        batch, scale = batch
+        product = _tree_operator(loss_fn, curvature.curvature, params, batch)
+
+        def rescale(tree):
+            return jax.tree.map(lambda s, x: (s * x).astype(x.dtype), scale, tree)
+
+        return lambda v: rescale(product(rescale(v)))
     if curvature == "hessian":
         return lambda v: _hvp_impl(loss_fn, params, batch, v)
     return lambda v: _gnvp_impl(curvature, params, batch, v)
@@ -542,6 +578,7 @@ def hessian_eigs(
     strategy: str = "auto",
     curvature: str | GaussNewton = "hessian",
     mask: PyTree = None,
+    preconditioner: PyTree = None,
 ) -> HessianEigs:
     """Top-k (or bottom-k) eigenpairs of the Hessian by Lanczos with full reorthogonalisation.
 
@@ -569,18 +606,31 @@ def hessian_eigs(
         then unused by the operator).
       mask: optional pytree of Python bools like ``params``: use the diagonal block C_SS of the
         selected leaves.
+      preconditioner: optional pytree P like ``params`` of strictly positive, finite diagonal
+        entries (e.g. :func:`landscape.probes.adam_preconditioner`): use the symmetric
+        Ĉ = P^{-1/2} C P^{-1/2}, whose eigenvalues are those of P⁻¹C (λ_max(P⁻¹H): the
+        preconditioned sharpness of Cohen et al. 2022). Same m operator products as without it
+        (each is wrapped as v ↦ P^{-1/2} C (P^{-1/2} v)). The eigenvectors y_i, ``init`` and the
+        residuals are then in the transformed coordinates φ = P^{1/2}θ: y_i is a unit eigenvector
+        of Ĉ, and u_i = P^{-1/2} y_i is the parameter-space direction, with C u_i = θ_i P u_i
+        (P⁻¹C u_i = θ_i u_i) and u_iᵀ P u_j = δ_ij. With ``mask``: (P^{-1/2} C P^{-1/2})_SS.
+        Its structure and shapes must match ``params`` (ValueError naming the leaf); a zero,
+        negative or non-finite entry raises when P is concrete, and under ``jax.jit`` (where
+        values cannot be checked) makes every result NaN.
 
     Returns:
       :class:`HessianEigs` ``(eigenvalues (k,), eigenvectors (pytree, leading axis k),
       residuals (k,))``.
 
     Raises:
-      ValueError: bad ``k``, ``num_iters``, ``which``, ``strategy``, ``curvature`` or ``mask``;
-        ``strategy="host"`` under a trace.
+      ValueError: bad ``k``, ``num_iters``, ``which``, ``strategy``, ``curvature``, ``mask`` or
+        ``preconditioner``; ``strategy="host"`` under a trace.
 
     Reference:
       Lanczos (1950); Golub & Van Loan, Matrix Computations (4th ed.), Sec. 10.1–10.3 (Ritz pairs,
-      residual bound, full reorthogonalisation); Ghorbani, Krishnan, Xiao (2019), Sec. 2.
+      residual bound, full reorthogonalisation); Ghorbani, Krishnan, Xiao (2019), Sec. 2;
+      Cohen et al. (2022), "Adaptive Gradient Methods at the Edge of Stability", arXiv 2207.14484
+      (the preconditioned sharpness λ_max(P⁻¹H)).
 
     Example::
 
@@ -589,6 +639,11 @@ def hessian_eigs(
         ...                  key=jax.random.key(0), num_iters=3)
         >>> round(float(r.eigenvalues[0]), 4)
         5.0
+        >>> P = jnp.array([1.0, 1.0, 10.0])                            # P⁻¹H = diag(1, 2, 0.5)
+        >>> r = hessian_eigs(loss_fn, jnp.ones(3), jnp.array([1.0, 2.0, 5.0]), 1,
+        ...                  key=jax.random.key(0), num_iters=3, preconditioner=P)
+        >>> round(float(r.eigenvalues[0]), 4)
+        2.0
     """
     k = _positive_int("k", k)
     num_iters = _positive_int("num_iters", num_iters)
@@ -598,6 +653,7 @@ def hessian_eigs(
         raise ValueError(f"which must be one of {_WHICH}; got {which!r}.")
     curvature = _check_curvature(curvature)
     mask_leaves = _mask_leaves(params, mask)
+    curvature, batch = _with_preconditioner(curvature, params, batch, preconditioner)
     resolved = _resolve_strategy(strategy, params, batch, key, init)
     args = (loss_fn, curvature, mask_leaves, num_iters)
     if resolved == "scan":
@@ -663,6 +719,7 @@ def spectral_density(
     curvature: str | GaussNewton = "hessian",
     mask: PyTree = None,
     mesh: Mesh | None = None,
+    preconditioner: PyTree = None,
 ) -> SpectralDensity:
     """Eigenvalue density of the Hessian by stochastic Lanczos quadrature (SLQ).
 
@@ -682,6 +739,8 @@ def spectral_density(
     Args:
       loss_fn, params, batch, curvature, mask, strategy: as in :func:`hessian_eigs` (with
         ``"scan"`` the runs are a ``lax.map``, one after the other).
+      preconditioner: as in :func:`hessian_eigs`: the density of P^{-1/2} C P^{-1/2} (the
+        eigenvalues of P⁻¹C), same num_runs · num_iters operator products.
       key: PRNG key; run r uses ``fold_in(key, r)``.
       num_iters: m, Lanczos steps per run (Ghorbani et al. use 90).
       num_runs: R, independent start vectors (≥ 1).
@@ -716,6 +775,7 @@ def spectral_density(
     sigma2 = float(sigma2)
     curvature = _check_curvature(curvature)
     mask_leaves = _mask_leaves(params, mask)
+    curvature, batch = _with_preconditioner(curvature, params, batch, preconditioner)
     resolved = _resolve_strategy(strategy, params, batch, key)
     args = (loss_fn, curvature, mask_leaves, num_iters)
     if resolved == "scan" or mesh is not None:
@@ -836,6 +896,7 @@ def hessian_trace(
     curvature: str | GaussNewton = "hessian",
     mask: PyTree = None,
     mesh: Mesh | None = None,
+    preconditioner: PyTree = None,
 ) -> HessianTrace:
     """Stochastic estimate of the Hessian trace tr C from ``num_samples`` operator products.
 
@@ -852,6 +913,8 @@ def hessian_trace(
     Args:
       loss_fn, params, batch, strategy, curvature, mask: as in :func:`hessian_eigs` (with ``mask``
         the trace of the block C_SS).
+      preconditioner: as in :func:`hessian_eigs`: estimate tr(P^{-1/2} C P^{-1/2}) = tr(P⁻¹C) =
+        Σ_i C_ii / P_i from the same n operator products.
       key: PRNG key of the random vectors (sample i of Hutchinson uses ``fold_in(key, i)``).
       num_samples: n, the number of operator products (Hutch++: ≥ 3).
       method: ``"hutchinson"`` or ``"hutch++"``.
@@ -873,12 +936,17 @@ def hessian_trace(
         >>> float(hessian_trace(loss_fn, jnp.ones(3), jnp.array([1.0, 2.0, 5.0]),
         ...                     key=jax.random.key(0), num_samples=4).estimate)
         8.0
+        >>> float(hessian_trace(loss_fn, jnp.ones(3), jnp.array([1.0, 2.0, 5.0]),    # Σ b_i / P_i
+        ...                     key=jax.random.key(0), num_samples=4,
+        ...                     preconditioner=jnp.array([1.0, 1.0, 10.0])).estimate)
+        3.5
     """
     num_samples = _positive_int("num_samples", num_samples)
     if method not in _TRACE_METHODS:
         raise ValueError(f"method must be one of {_TRACE_METHODS}; got {method!r}.")
     curvature = _check_curvature(curvature)
     mask_leaves = _mask_leaves(params, mask)
+    curvature, batch = _with_preconditioner(curvature, params, batch, preconditioner)
     resolved = _resolve_strategy(strategy, params, batch, key)
     args = (loss_fn, curvature, mask_leaves)
     if mesh is not None:

@@ -6,6 +6,7 @@ network optimization problems" (ICLR 2015):
 
 - :func:`random_direction` — a Gaussian direction, filter-normalized (Li et al. Sec. 4), with
   :func:`default_filter_axes` saying which axes index the filters of each leaf;
+- :func:`curvature_directions` — the top (or bottom) Hessian eigenvectors;
 - :func:`interpolation_direction` — d = θ₁ − θ₀, so θ(α) = θ₀ + α d (Goodfellow et al.);
 - :func:`pca_directions` — the top principal directions of a training trajectory (Li et al. Sec. 7);
 - :func:`loss_surface` — L(θ + a_i d₁ + b_j d₂) on a grid, evaluated in jitted chunks;
@@ -44,6 +45,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.sharding import Mesh
 
 from landscape.parallel import mesh_size, spread_points
@@ -55,6 +57,7 @@ from landscape.probes._types import LossFn, PyTree
 __all__ = [
     "DIRECTION_NORMS",
     "LossSurface",
+    "curvature_directions",
     "PCADirections",
     "default_chunk_size",
     "default_filter_axes",
@@ -318,6 +321,37 @@ def random_direction(
     flat = _standard_normal(key, total, jnp.dtype(dtype)) if total else jnp.zeros((0,), dtype)
     return _normalize_direction(flat, params, norm=norm, ignore_1d=bool(ignore_1d),
                                 norm_axes=norm_axes)
+
+
+def curvature_directions(loss_fn: LossFn, params: PyTree, batch: PyTree, k: int = 2, *,
+                         key: jax.Array, num_iters: int = 20, which: str = "largest",
+                         scale: str = "unit") -> tuple[PyTree, ...]:
+    """The top (or bottom) ``k`` Hessian eigenvectors at θ as directions for :func:`loss_surface`.
+
+    v₁ … v_k from :func:`landscape.probes.hessian_eigs` (Lanczos, ``num_iters`` Hessian-vector
+    products, full reorthogonalisation), so that the slice L(θ + a v₁ + b v₂) runs along the
+    sharpest (``which="largest"``) or flattest / most negative (``"smallest"``) curvature: along
+    v₁ the loss is ≈ L(θ) + a gᵀv₁ + ½ λ₁ a² near a = 0. ``scale="unit"`` keeps ‖v_i‖ = 1 (the
+    a-axis in parameter-space units; use a span ~ 1/√λ₁); ``"params"`` rescales each to ‖θ‖, as
+    comparable to a filter-normalized random direction's overall size. An eigenvector's sign is
+    arbitrary: the slice is symmetric only in its quadratic term.
+
+    Example::
+
+        d1, d2 = curvature_directions(loss_fn, params, batch, key=jax.random.key(0))
+        s = loss_surface(loss_fn, params, batch, (d1, d2), (jnp.linspace(-0.2, 0.2, 21),) * 2)
+    """
+    from landscape.probes._curvature import hessian_eigs
+
+    if scale not in ("unit", "params"):
+        raise ValueError(f"scale={scale!r}; expected 'unit' or 'params'")
+    eigs = hessian_eigs(loss_fn, params, batch, k, key=key, num_iters=num_iters, which=which)
+    vectors = tuple(jax.tree.map(lambda v, i=i: v[i], eigs.eigenvectors) for i in range(k))
+    if scale == "params":
+        size = optax.tree.norm(params)
+        vectors = tuple(optax.tree.scale(size / optax.tree.norm(v), v) for v in vectors)
+    return tuple(jax.tree.map(lambda v, p: v.astype(jnp.result_type(p)), v, params)
+                 for v in vectors)
 
 
 def interpolation_direction(params_from: PyTree, params_to: PyTree) -> PyTree:
