@@ -132,13 +132,40 @@ def check_engine(out: Path, result: dict) -> None:
     f32 = TrainConfig(**BASE, steps=3, probe_every=1, num_step_sizes=4)
     result["train_f32"] = run_pair(out, "f32", f32)
 
-    # 5. a bad batch size: one clear line
+    # 5. fit with a plain-JAX loss and a dict batch: 4 devices against 1 (float64)
+    result["fit_f64"] = check_fit(out)
+
+    # 6. a bad batch size: one clear line
     try:
         train(f32.replace(batch_size=10), out / "bad", progress=False, devices=4)
         result["bad_batch"] = None
     except ConfigError as e:
         result["bad_batch"] = str(e)
 
+
+
+def check_fit(out: Path) -> dict[str, float]:
+    """fit(plain loss, dict of arrays) with a StepProbeHook on 1 and on 4 devices."""
+    import optax
+
+    from landscape.engine import fit
+
+    rng = np.random.default_rng(0)
+    data = {"x": rng.normal(size=(64, 5)), "y": rng.normal(size=64)}
+    w, v = rng.normal(size=(5, 8)), rng.normal(size=8)
+
+    def loss_fn(p, b):
+        err = jnp.tanh(b["x"] @ p["w"]) @ p["v"] - b["y"]
+        return jnp.mean(err ** 2), {"mae": jnp.mean(jnp.abs(err))}
+
+    with jax.enable_x64(True):
+        params = {"w": jnp.asarray(w), "v": jnp.asarray(v)}  # float64 leaves
+        for devices in (1, 4):
+            fit(loss_fn, params, optax.adam(0.01), data, batch_size=16, steps=4,
+                workdir=out / f"fit-{devices}", progress=False, devices=devices,
+                hooks=[StepProbeHook(step_sizes=[0.05, 0.1, 0.2, 0.4], schedule=Schedule(2))])
+    return {f: max_rel(records(out / "fit-1", f), records(out / "fit-4", f))
+            for f in ("train", "probes")}
 
 
 def check_functions(result: dict) -> None:

@@ -68,6 +68,12 @@ def test_training_on_four_devices_equals_one(checks):
     assert checks["run_json_devices"] == 4
 
 
+def test_fit_on_four_devices_equals_one(checks):
+    """fit with a plain-JAX loss and a dict batch (float64, Adam, probes every 2 steps): the batch
+    is split over the 4 devices and every record equals the one-device run (rtol 1e-9)."""
+    assert checks["fit_f64"]["train"] < 1e-9 and checks["fit_f64"]["probes"] < 1e-9, checks["fit_f64"]
+
+
 def test_float32_few_steps(checks):
     diffs = dict(checks["train_f32"])
     assert 1 <= diffs.pop("floor_ratio") < 2
