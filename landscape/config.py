@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -94,7 +95,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for the first field that is not accepted."""
-        from landscape.models import model_names
+        from landscape.models import is_model_name, model_names
         from landscape.normalization import normalization_names
 
         self._choice("dataset", DATASETS)
@@ -102,7 +103,10 @@ class TrainConfig:
             from landscape.factories import load_callable
 
             load_callable(self.model, "model")  # a factory that cannot be imported fails here
-        else:
+        elif not is_model_name(self.model):
+            if re.fullmatch(r"resnet\d+", self.model):
+                raise ConfigError(f"model={self.model!r}: a CIFAR ResNet's depth is 6n+2 "
+                                  "(resnet20, resnet32, resnet44, resnet56, resnet110, ...)")
             self._choice("model", model_names())
         self._choice("norm", normalization_names())
         self._check_optimizer()

@@ -6,8 +6,11 @@ Every normalization is an ``nnx.Module`` called as::
 
 with features on the last axis of ``y``. Batch-type layers (``batch``, ``noisy_batch``, ``lp*``)
 reduce over every axis but the last (for a conv layer the batch, height and width together, as
-BatchNorm does); per-example layers (``layer``, ``rms``) reduce over every axis but the first;
-``group`` normalizes groups of channels per example. ``weight`` normalization acts on the weights of
+BatchNorm does); per-example layers (``layer``, ``rms``) reduce over every axis but the first by
+default (``axes="example"``: for a conv layer height, width and channels together) or over the last
+axis only (``axes="last"``: per token of a (B, T, D) sequence, what a transformer needs);
+``group`` normalizes groups of channels per example; ``dyt`` (Dynamic Tanh) has no statistics at
+all, ``γ ⊙ tanh(α y) + β`` elementwise. ``weight`` normalization acts on the weights of
 the preceding layer, not on activations: its activation layer is the identity and the models build
 weight-normalized projections instead (:func:`uses_weight_norm`).
 
@@ -17,7 +20,7 @@ are updated in place only in train mode (``use_running_average=False``), so a pu
 *copy* of the model (see :mod:`landscape.bridge`) never changes the caller's statistics.
 
 Names accepted by :func:`make_normalization`: ``none``, ``batch``, ``noisy_batch``, ``lp1``,
-``lp2``, ``lpinf`` (or ``lp`` with ``p=``), ``layer``, ``group``, ``rms``, ``weight``.
+``lp2``, ``lpinf`` (or ``lp`` with ``p=``), ``layer``, ``group``, ``rms``, ``weight``, ``dyt``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from flax import nnx
 
 __all__ = [
     "BatchNorm",
+    "DyT",
     "GroupNorm",
     "Identity",
     "LayerNorm",
@@ -302,21 +306,32 @@ class LpNorm(_BatchStatNorm):
 
 
 class _PerExampleNorm(nnx.Module):
-    """Shared block of layer / RMS normalization: statistics over every axis but the batch axis."""
+    """Shared block of layer / RMS normalization, statistics per example.
+
+    ``axes="example"`` (default): over every axis but the batch axis — for a conv layer's
+    (B, H, W, C) the height, width and channels together (Ba et al. 2016's conv variant).
+    ``axes="last"``: over the last (feature) axis only, separately at every other index — for a
+    (B, T, D) sequence one mean / RMS per token over D, as transformers do (statistics over T would
+    let a token see later tokens). The two agree on (B, C) inputs.
+    """
 
     center: bool = True
 
-    def __init__(self, num_features: int, *, epsilon: float = 1e-5, dtype: Any = jnp.float32,
+    def __init__(self, num_features: int, *, epsilon: float = 1e-5,
+                 axes: Literal["example", "last"] = "example", dtype: Any = jnp.float32,
                  rngs: nnx.Rngs | None = None):
         del rngs
+        if axes not in ("example", "last"):
+            raise NormalizationError(f"axes must be 'example' or 'last', got {axes!r}")
         self.epsilon = epsilon
+        self.axes = axes
         self.scale = nnx.Param(jnp.ones((num_features,), dtype))
         self.bias = nnx.Param(jnp.zeros((num_features,), dtype)) if self.center else None
 
     def __call__(self, y: Array, *, use_running_average: bool | None = None,
                  rng: Array | None = None) -> Array:
         del use_running_average, rng
-        axes = tuple(range(1, y.ndim))
+        axes = tuple(range(1, y.ndim)) if self.axes == "example" else (y.ndim - 1,)
         if self.center:
             y = y - jnp.mean(y, axis=axes, keepdims=True)
         z = y * jax.lax.rsqrt(jnp.mean(jnp.square(y), axis=axes, keepdims=True) + self.epsilon)
@@ -325,15 +340,43 @@ class _PerExampleNorm(nnx.Module):
 
 
 class LayerNorm(_PerExampleNorm):
-    r"""Layer normalization (Ba et al. 2016) over all non-batch axes: ``ŷ = (y − μ_i)/σ_i``, ``γŷ+β``."""
+    r"""Layer normalization (Ba et al. 2016): ``ŷ = (y − μ)/sqrt(σ² + ε)``, ``z = γŷ + β``, with μ, σ²
+    over all non-batch axes (``axes="example"``) or per position over the features (``"last"``)."""
 
     center = True
 
 
 class RMSNorm(_PerExampleNorm):
-    r"""RMS normalization (Zhang & Sennrich 2019): ``z = γ · y / sqrt(mean_i y² + ε)`` (no centring)."""
+    r"""RMS normalization (Zhang & Sennrich 2019): ``z = γ · y / sqrt(mean y² + ε)`` (no centring),
+    the mean over all non-batch axes (``axes="example"``) or over the features (``"last"``)."""
 
     center = False
+
+
+class DyT(nnx.Module):
+    r"""Dynamic Tanh (Zhu, Chen, He, LeCun & Liu 2025, "Transformers without Normalization",
+    arXiv 2503.10622): ``z = γ ⊙ tanh(α y) + β``.
+
+    α is one learnable scalar per layer (initialised at ``alpha0``, 0.5 by default as in the
+    paper), γ (``scale``, ones) and β (``bias``, zeros) are per channel (last axis). Elementwise: no
+    statistics, so neither the batch nor the other tokens enter, and train and eval modes agree.
+
+    Example:
+        >>> z = DyT(4)(jnp.ones((2, 4)))   # tanh(0.5) everywhere
+    """
+
+    def __init__(self, num_features: int, *, alpha0: float = 0.5, dtype: Any = jnp.float32,
+                 rngs: nnx.Rngs | None = None):
+        del rngs
+        self.alpha = nnx.Param(jnp.full((), alpha0, dtype))
+        self.scale = nnx.Param(jnp.ones((num_features,), dtype))
+        self.bias = nnx.Param(jnp.zeros((num_features,), dtype))
+
+    def __call__(self, y: Array, *, use_running_average: bool | None = None,
+                 rng: Array | None = None) -> Array:
+        del use_running_average, rng
+        z = jnp.tanh(self.alpha[...] * y) * _per_feature(self.scale[...], y.ndim)
+        return z + _per_feature(self.bias[...], y.ndim)
 
 
 class GroupNorm(nnx.Module):
@@ -405,6 +448,7 @@ register_normalization("lpinf", LpNorm, batch_statistics=True, p=math.inf)
 register_normalization("layer", LayerNorm)
 register_normalization("group", GroupNorm)
 register_normalization("rms", RMSNorm)
+register_normalization("dyt", DyT)
 
 
 def normalization_names() -> tuple[str, ...]:
