@@ -16,7 +16,8 @@ import math
 
 import numpy as np
 import pytest
-from dense import dense_at_init
+from dense import dense_at_init, run_problem
+from jax.flatten_util import ravel_pytree
 from tolerance import assert_close
 
 from landscape import bridge
@@ -86,3 +87,52 @@ def test_mse_onehot_loss():
     loss, acc = bridge.loss_value("mse_onehot", out, np.array([0, 1]))
     assert_close(loss, 0.25, rtol=1e-7)  # (0 + ½·1)/2
     assert_close(acc, 0.5, rtol=0)
+
+
+def test_critical_sharpness_recorded_beside_lambda_max(result):
+    """eos records λ_c along GD's step at every curvature step; for plain GD λ_c ≤ λ_max up to
+    the search's bracket (λ_c = gᵀHg/gᵀg for a quadratic; the tiny MLP is close to one here)."""
+    _, summary = result
+    for m in summary["models"].values():
+        assert len(m["critical_sharpness"]) == len(m["steps"])
+        assert all(0 < c <= s * (1 + 1 / 8) for c, s in zip(m["critical_sharpness"], m["sharpness"]))
+
+
+ADAM_OPTIONS = dict(dataset="synthetic", train_subset=32, steps=4, dtype="float64", eval_every=4,
+                    checkpoint_every=4, lrs=[2e-3], curvature_every=2, lanczos_iters=30,
+                    model_options=OPTIONS["model_options"])
+
+
+def test_adam_eos_records_both_sharpnesses(tmp_path):
+    """adam-eos: per model λ_max(H), λ_max(P⁻¹H) with P from the step's Adam state, the threshold
+    38/η and the critical sharpness; the preconditioned sharpness at step 2 equals the dense
+    eigenvalue of P^{-1/2} H P^{-1/2} rebuilt from a hand-run optax.adam (rtol 1e-8)."""
+    import jax
+    import optax
+
+    from landscape.experiments.adam_eos import adam_threshold
+
+    summary = run_experiment(EXPERIMENTS["adam-eos"](**ADAM_OPTIONS), tmp_path, progress=False)
+    assert (tmp_path / "adam_eos.png").exists()
+    m = summary["models"]["lr0.002"]
+    assert m["steps"] == [0, 2] and m["b1"] == 0.9
+    assert_close(m["threshold"], adam_threshold(2e-3, 0.9), rtol=1e-12)
+    assert_close(m["threshold"], 38 / 2e-3, rtol=1e-12)
+    assert all(np.isfinite(m["critical_sharpness"]))
+    cfg = TrainConfig.from_dict(summary["config"]["lr0.002"])
+    with jax.enable_x64(True):
+        loss_fn, params, batch = run_problem(cfg)  # full batch: every step's batch
+        flat, unravel = ravel_pytree(params)
+        f = lambda v: loss_fn(unravel(v), batch)  # noqa: E731
+        tx = optax.adam(2e-3)
+        state = tx.init(flat)
+        for t in range(3):  # P of step 2: the Adam state after update 2
+            delta, state = tx.update(jax.grad(f)(flat), state, flat)
+            if t < 2:
+                flat = flat + delta
+        count, nu = int(state[0].count), np.asarray(state[0].nu)
+        p_diag = (1 - 0.9 ** count) * (np.sqrt(nu / (1 - 0.999 ** count)) + 1e-8)
+        hess = np.asarray(jax.hessian(f)(flat))
+    s = 1 / np.sqrt(p_diag)
+    exact = np.linalg.eigvalsh(s[:, None] * (0.5 * (hess + hess.T)) * s[None, :])[-1]
+    assert_close(m["preconditioned_sharpness"][1], exact, rtol=1e-8, name="λ_max(P⁻¹H) at step 2")

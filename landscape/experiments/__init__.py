@@ -16,6 +16,7 @@ explicit: nothing registers itself on import, and no experiment imports ``landsc
 ``surfaces``            :mod:`.surfaces` — Li et al. 2-D slices, Goodfellow interpolation, PCA path
 ``spectrum``            :mod:`.spectrum` — Ghorbani et al. Hessian outliers, BN vs vanilla
 ``eos``                 :mod:`.eos` — Cohen et al. edge of stability under full-batch GD
+``adam-eos``            :mod:`.adam_eos` — Cohen et al. 2022, full-batch Adam at 38/η
 ======================  ==========================================================================
 """
 
@@ -23,8 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from landscape.experiments import (activations, compare, dln, eos, fig3, fig4, fig5, spectrum,
-                                   surfaces, theorems)
+from landscape.experiments import (activations, adam_eos, compare, dln, eos, fig3, fig4, fig5,
+                                   spectrum, surfaces, theorems)
 from landscape.experiments.base import Experiment
 
 __all__ = ["EXPERIMENTS", "Experiment", "register_experiment"]
@@ -41,6 +42,7 @@ EXPERIMENTS: dict[str, Callable[..., Experiment]] = {
     "theory": theorems.theory_experiment,
     "surfaces": surfaces.surfaces_experiment,
     "eos": eos.eos_experiment,
+    "adam-eos": adam_eos.adam_eos_experiment,
     "spectrum": spectrum.spectrum_experiment,
 }
 

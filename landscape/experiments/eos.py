@@ -58,9 +58,9 @@ EOS_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def edge_of_stability(steps: Sequence[int], sharpness: Sequence[float], lr: float
-                      ) -> dict[str, float]:
-    """Where a run's sharpness first reaches 2/η and how it sits there afterwards.
+def edge_of_stability(steps: Sequence[int], sharpness: Sequence[float], lr: float, *,
+                      threshold: float | None = None) -> dict[str, float]:
+    """Where a run's sharpness first reaches 2/η (or ``threshold``) and how it sits there afterwards.
 
     Args:
         steps: the measured steps (increasing).
@@ -78,7 +78,7 @@ def edge_of_stability(steps: Sequence[int], sharpness: Sequence[float], lr: floa
         >>> edge_of_stability([0, 10, 20], [1.0, 2.1, 1.9], lr=1.0)["crossing_step"]
         10.0
     """
-    threshold = 2.0 / float(lr)
+    threshold = 2.0 / float(lr) if threshold is None else float(threshold)
     s = np.asarray([math.nan if v is None else float(v) for v in sharpness], dtype=float)
     ratio = s / threshold
     hit = np.flatnonzero(np.isfinite(ratio) & (ratio >= 1.0))
@@ -100,15 +100,20 @@ def eos_summary(run: Mapping[str, Any]) -> dict[str, Any]:
     :func:`edge_of_stability` numbers, the final test accuracy and the divergence step."""
     lr = float(run["config"]["lr"])
     rows = sorted(run.get("curvature", []), key=lambda r: r["step"])
+    critical = {int(r["step"]): r["sharpness"] for r in run.get("critical", [])}
     entry: dict[str, Any] = {
         "lr": lr, "threshold": 2.0 / lr,
         "steps": [int(r["step"]) for r in rows],
         "sharpness": [r["lambda_max"] for r in rows],
         "gradient_curvature": [r["gradient_curvature"] for r in rows],
+        "critical_sharpness": [critical.get(int(r["step"])) for r in rows],
         "loss_steps": [int(r["step"]) for r in run["train"]],
         "train_loss": [r["loss"] for r in run["train"]],
     }
     entry.update(edge_of_stability(entry["steps"], entry["sharpness"], lr))
+    ratio = finite(np.asarray([math.nan if c is None or s is None else c / s for c, s in
+                               zip(entry["critical_sharpness"], entry["sharpness"])], float))
+    entry["critical_over_sharpness_median"] = float(np.median(ratio)) if ratio.size else math.nan
     crossing = entry["crossing_step"]
     losses = np.asarray([math.nan if v is None else v for v in entry["train_loss"]], float)
     if np.isfinite(crossing):
@@ -125,7 +130,7 @@ def eos_summary(run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _COMPARED = ("crossing_step", "median_ratio_after", "fraction_within_20pct", "max_ratio_before",
-             "fraction_loss_increases_after", "final_train_loss")
+             "fraction_loss_increases_after", "final_train_loss", "critical_over_sharpness_median")
 
 
 def plot_eos(models: Mapping[str, Mapping[str, Any]], *, title: str | None = None):
@@ -142,13 +147,16 @@ def plot_eos(models: Mapping[str, Mapping[str, Any]], *, title: str | None = Non
         top.plot(m["loss_steps"], loss, color=c, lw=1.0, label=name)
         sharp = np.asarray([np.nan if v is None else v for v in m["sharpness"]], float)
         bottom.plot(m["steps"], sharp, color=c, lw=1.2, marker=".", ms=3)
+        crit = np.asarray([np.nan if v is None else v for v in m.get("critical_sharpness", [])], float)
+        if crit.size:
+            bottom.plot(m["steps"], crit, color=c, lw=0.8, ls=":", marker="x", ms=4)
         bottom.axhline(m["threshold"], color=c, ls="--", lw=1.0)
     top.set_yscale("log")
     top.set_ylabel("train loss (full batch)")
     top.set_title("(a) training loss")
     bottom.set_ylabel(r"sharpness $\lambda_{\max}(\nabla^2 L)$")
     bottom.set_xlabel("step")
-    bottom.set_title(r"(b) sharpness; dashed: $2/\eta$")
+    bottom.set_title(r"(b) sharpness $\lambda_{\max}$; dotted ×: critical sharpness $2/\eta_c$; dashed: $2/\eta$")
     top.legend(fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -214,9 +222,10 @@ def eos_experiment(preset: str = "quick", *, lrs: Sequence[float] | None = None,
     runs = {f"lr{lr:.4g}": base.replace(lr=lr, tag=f"lr{lr:.4g}") for lr in lrs}
 
     def hooks(label: str, cfg: TrainConfig):
-        from landscape.engine.hooks import CurvatureHook
+        from landscape.engine.hooks import CriticalSharpnessHook, CurvatureHook
 
-        return [CurvatureHook(every=every, k=1, num_iters=iters)]
+        return [CurvatureHook(every=every, k=1, num_iters=iters),
+                CriticalSharpnessHook(every=every, direction="update")]
 
     title = (f"full-batch GD, tanh MLP {tuple(base.model_options.get('hidden', ()))} on the first "
              f"{base.train_subset} {base.dataset} images, ½·MSE on one-hot targets")
