@@ -46,8 +46,8 @@ def _model_name(text: str) -> str:
     from landscape.config import is_factory_name
     from landscape.models import model_names
 
-    if is_factory_name(text) or (text in model_names() and text != "dln"):
-        return text
+    if is_factory_name(text) or (text in model_names() and text != "dln") or text.startswith("resnet"):
+        return text  # a resnet depth that is not 6n+2 gets the configuration's one-line error
     raise argparse.ArgumentTypeError(
         f"expected one of {', '.join(m for m in model_names() if m != 'dln')} or "
         f"package.module:function, got {text!r}")
@@ -248,22 +248,110 @@ def _check_resume(args: argparse.Namespace, out: Path) -> None:
         raise UsageError(f"--resume: {out} holds no run to resume")
 
 
+#: At most this many items of a list or dict are shown in a summary line (then "…").
+_MAX_ITEMS = 6
+#: A text value in a summary line is cut to this many characters.
+_MAX_TEXT = 160
+
+
+def _is_number(value: Any) -> bool:
+    """A real number (Python or NumPy), not a bool."""
+    import numbers
+
+    import numpy as np
+
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _format_value(value: Any) -> str:
+    """One short line for a summary value: numbers to 4 significant digits, None as ``n/a``, a list
+    as ``a, b, c`` (the first few, ``…`` and the count when longer), a dict as ``k=v`` pairs (nested
+    values in parentheses), text on one line cut to :data:`_MAX_TEXT` characters."""
+    import numbers
+    from collections.abc import Mapping
+
+    import numpy as np
+
+    if value is None:
+        return "n/a"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return f"{float(value):.4g}"  # nan, inf print as such
+    if isinstance(value, str):
+        text = " ".join(value.split())
+        return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT - 1] + "…"
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        parts = [f"{k}={_nested(v)}" for k, v in items[:_MAX_ITEMS]]
+        if len(items) > _MAX_ITEMS:
+            parts.append(f"… ({len(items)} entries)")
+        return ", ".join(parts) if parts else "{}"
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):  # NumPy / JAX arrays
+        value = value.tolist()
+        if not isinstance(value, list):
+            return _format_value(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+        if len(items) <= _MAX_ITEMS:
+            return ", ".join(_nested(v) for v in items) if items else "[]"
+        head = ", ".join(_nested(v) for v in items[:_MAX_ITEMS - 2])
+        return f"{head}, …, {_nested(items[-1])} ({len(items)} values)"
+    return _format_value(str(value))
+
+
+def _nested(value: Any) -> str:
+    """:func:`_format_value` of a list or dict item, in parentheses when it is a collection."""
+    text = _format_value(value)
+    if isinstance(value, (dict, list, tuple)) and value:
+        return f"({text})"
+    return text
+
+
+def _model_line(label: str, entry: Any) -> str | None:
+    """A model's line: its final train loss (``train_loss`` or ``final_train_loss``, whichever is a
+    number), test accuracy and divergence step, those it has; None when it has none."""
+    from collections.abc import Mapping
+
+    if not isinstance(entry, Mapping):
+        return f"  {label:>12}: {_format_value(entry)}"
+    parts = []
+    loss = next((entry[k] for k in ("train_loss", "final_train_loss") if _is_number(entry.get(k))),
+                None)
+    if loss is not None:
+        parts.append(f"final train loss {float(loss):.4g}")
+    acc = entry.get("test_accuracy")
+    if _is_number(acc) and acc == acc:
+        parts.append(f"test accuracy {float(acc):.3f}")
+    if entry.get("diverged_at_step") is not None:
+        parts.append(f"diverged at step {_format_value(entry['diverged_at_step'])}")
+    return f"  {label:>12}: {', '.join(parts)}" if parts else None
+
+
 def _print_summary(out: Path, summary: dict[str, Any]) -> None:
+    """Print ``wrote OUT/``, one line per model and one line per ``comparison`` key (a written
+    comparison, a string, as one line); any value type prints (:func:`_format_value`)."""
+    from collections.abc import Mapping
+
     print(f"wrote {out}/")
-    for label, entry in summary.get("models", {}).items():
-        acc = entry.get("test_accuracy")
-        line = f"  {label:>12}: final train loss {entry.get('train_loss', float('nan')):.4g}"
-        if acc is not None and acc == acc:
-            line += f", test accuracy {acc:.3f}"
-        if entry.get("diverged_at_step") is not None:
-            line += f", diverged at step {entry['diverged_at_step']}"
-        print(line)
-    comparison = summary.get("comparison", {})
+    models = summary.get("models")
+    if isinstance(models, Mapping):
+        for label, entry in models.items():
+            line = _model_line(str(label), entry)
+            if line is not None:
+                print(line)
+    comparison = summary.get("comparison")
+    if comparison is None:
+        return
     if isinstance(comparison, str):  # a written comparison (reproduce surfaces)
         print(f"  {comparison}")
-        return
-    for key, value in comparison.items():
-        print(f"  {key}: {value:.2f}")
+    elif isinstance(comparison, Mapping):
+        for key, value in comparison.items():
+            print(f"  {key}: {_format_value(value)}")
+    else:
+        print(f"  comparison: {_format_value(comparison)}")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -29,7 +29,7 @@ def x64():
 
 
 #: Files that take a minute or more on 2 cores (child processes, notebooks, end-to-end runs).
-_LONGEST_FIRST = ("test_parallel.py", "test_notebooks.py", "test_reliability.py", "test_readme.py",
+_LONGEST_FIRST = ("test_readme_commands.py", "test_parallel.py", "test_notebooks.py", "test_reliability.py", "test_readme.py",
                   "test_cli.py", "test_analyze.py", "test_exp_landscapes.py")
 
 

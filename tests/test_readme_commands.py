@@ -1,0 +1,254 @@
+"""Every ``landscape`` command in README.md's code blocks, run as the user runs it.
+
+Each runs the ``landscape`` console script as a separate process, with the README's own flags
+followed by :data:`TINY_FLAGS` (argparse lets a later flag win), in a scratch folder, and checks
+exit status 0, no traceback, and the printed summary against ``summary.json``. ``plot``,
+``report`` and ``analyze`` reuse the finished ``landscape reproduce fig4`` folder.
+:func:`test_every_readme_command_has_a_tiny_setting` fails when the README shows a command that
+neither :data:`TINY_FLAGS` nor :data:`NOT_RUN` names.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from landscape.cli import _print_summary
+from landscape.experiments import EXPERIMENTS
+
+ROOT = Path(__file__).resolve().parents[1]
+EXE = os.path.join(os.path.dirname(sys.executable), "landscape")
+
+#: Flags that keep an experiment to seconds; Figure-4 probes (TINY) only where it has them (the
+#: others default to probe_every 0, and a probe would only add compilation).
+NO_PROBES = ["--dataset", "synthetic", "--width", "0.125", "--steps", "2", "--batch-size", "16",
+             "--checkpoint-every", "2", "--no-progress"]
+TINY = [*NO_PROBES, "--num-step-sizes", "2", "--probe-every", "1"]
+#: dln is always the deep linear network (no --dataset/--width); eos and adam-eos are full-batch
+#: on the first 1 000 mnist5k images (--batch-size must equal that subset; synthetic has 512).
+DLN_TINY = ["--steps", "2", "--num-step-sizes", "2", "--probe-every", "1", "--checkpoint-every",
+            "2", "--no-progress"]
+EOS_TINY = ["--steps", "2", "--checkpoint-every", "2", "--no-progress"]
+#: surfaces' PCA plane needs two checkpoints besides θ₀ (one leaves a single direction).
+SURFACES_TINY = [*NO_PROBES, "--checkpoint-every", "1"]
+
+FIG4 = "landscape reproduce fig4"
+COMPARE = "landscape compare --norms none,batch,layer,group,rms,weight,lp1,lp2,lpinf --seeds 3"
+PAPER = ("landscape reproduce fig4 --preset paper --data-dir ~/data/cifar10 --download "
+         "--out runs/fig4-paper")
+
+#: README command (placeholders RUN_DIR and NAME as written) → the flags appended to run it tiny.
+#: ``reproduce``/``compare`` also get ``--out`` (a folder of their own).
+TINY_FLAGS: dict[str, list[str]] = {
+    **{f"landscape reproduce {name}": TINY for name in ("fig4", "fig5")},
+    **{f"landscape reproduce {name}": NO_PROBES
+       for name in ("fig1", "fig2", "fig3", "ioffe-fig1", "theory", "spectrum")},
+    "landscape reproduce surfaces": SURFACES_TINY,
+    "landscape reproduce dln": DLN_TINY,
+    "landscape reproduce eos": EOS_TINY,
+    "landscape reproduce adam-eos": EOS_TINY,
+    "landscape reproduce fig4 --seeds 5": [*TINY, "--seeds", "2"],
+    "landscape reproduce fig4 --curvature": TINY,
+    COMPARE: [*TINY, "--seeds", "1"],  # all nine norms, one seed each
+    PAPER: [*TINY, "--model", "vgg5"],  # synthetic data: --data-dir and --download go unused
+    "landscape plot RUN_DIR": [],
+    "landscape report RUN_DIR": [],
+    "landscape analyze RUN_DIR": ["--grid", "3", "--num-batches", "2", "--no-progress"],
+}
+
+#: README commands not run here, with the reason.
+NOT_RUN: dict[str, str] = {
+    "landscape reproduce fig4 --preset paper --data-dir /shared/cifar10 --out /shared/runs/fig4 "
+    "--coordinator host0:5432 --num-processes 2 --process-id 0":
+        "needs its partner process (--process-id 1) at host0:5432; two processes joined by "
+        "jax.distributed run in tests/test_parallel.py::test_two_processes_equal_one",
+}
+
+SUBCOMMANDS = ("reproduce", "compare", "plot", "report", "analyze")
+
+
+def readme_names() -> list[str]:
+    """The NAMEs of README's ``landscape reproduce NAME`` table, in order."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| `NAME` |"))
+    names = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        names.append(re.match(r"\|\s*`([^`]+)`", line).group(1))
+    return names
+
+
+def readme_commands() -> list[str]:
+    """Every ``landscape SUBCOMMAND ...`` in README.md's fenced code blocks, normalised: lines
+    continued (``\\`` or a next line starting with ``[``) joined, ``# comments`` and optional
+    ``[...]`` parts dropped, whitespace collapsed; ``reproduce NAME`` expanded over
+    :func:`readme_names`."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands: list[str] = []
+    for block in re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M):
+        lines: list[str] = []
+        for raw in block.splitlines():
+            line = re.sub(r"\s#.*$", "", raw).rstrip()
+            if lines and (lines[-1].endswith("\\") or line.lstrip().startswith("[")):
+                lines[-1] = lines[-1].rstrip("\\") + " " + line.strip()
+            elif line.strip():
+                lines.append(line)
+        for line in lines:
+            for part in line.split("&&"):
+                part = part.strip()
+                if not re.match(r"landscape\s+\S", part):
+                    continue
+                while re.search(r"\[[^\[\]]*\]", part):
+                    part = re.sub(r"\s*\[[^\[\]]*\]", "", part)
+                part = " ".join(part.split())
+                if part == "landscape reproduce NAME":
+                    commands += [f"landscape reproduce {n}" for n in readme_names()]
+                else:
+                    commands.append(part)
+    return list(dict.fromkeys(commands))
+
+
+def test_every_readme_command_has_a_tiny_setting():
+    commands = readme_commands()
+    assert {c.split()[1] for c in commands} == set(SUBCOMMANDS)
+    known = set(TINY_FLAGS) | set(NOT_RUN)
+    assert set(commands) == known, (f"README commands without a tiny setting: "
+                                    f"{sorted(set(commands) - known)}; entries for commands the "
+                                    f"README no longer shows: {sorted(known - set(commands))}")
+    # the NAME table lists every experiment (compare is its own subcommand)
+    assert set(readme_names()) | {"compare"} == set(EXPERIMENTS)
+
+
+def test_print_summary_prints_any_value(capsys):
+    """One line per comparison key whatever the value's type; a model whose ``train_loss`` is a
+    curve (eos) shows its ``final_train_loss``."""
+    summary = {
+        "models": {"lr0.1": {"train_loss": [0.9, 0.5], "final_train_loss": 0.4393,
+                             "test_accuracy": 0.25, "diverged_at_step": None},
+                   "none/seed0": {"train_loss": 1.5, "test_accuracy": math.nan,
+                                  "diverged_at_step": 7},
+                   "batchnorm_running_average": {"steps": [0, 50]}},
+        "comparison": {"float": 0.123456, "nan": math.nan, "none": None, "list": [1.0, 2.5, None],
+                       "curve": [float(i) for i in range(100)],
+                       "interval": {"mean": 0.875, "ci95": [0.8, 0.95], "n": 3},
+                       "text": "two\nlines", "count": 3},
+    }
+    _print_summary(Path("runs/x"), summary)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == ["wrote runs/x/",
+                         "         lr0.1: final train loss 0.4393, test accuracy 0.250",
+                         "    none/seed0: final train loss 1.5, diverged at step 7"]
+    assert lines[3:] == ["  float: 0.1235", "  nan: nan", "  none: n/a", "  list: 1, 2.5, n/a",
+                         "  curve: 0, 1, 2, 3, …, 99 (100 values)",
+                         "  interval: mean=0.875, ci95=(0.8, 0.95), n=3", "  text: two lines",
+                         "  count: 3"]
+
+
+# ------------------------------------------------------------------ the console script itself
+
+def _landscape(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run the console script; the suite's persistent compilation cache is shared (as conftest)."""
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5",
+           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    proc = subprocess.run([EXE, *argv], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, f"{shlex.join(argv)}\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return proc
+
+
+def _train(command: str, folder: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    """Run a ``reproduce``/``compare`` README command tiny into ``folder/out``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "out"
+    argv = [*shlex.split(command)[1:], *TINY_FLAGS[command], "--out", str(out)]
+    return out, _landscape(argv, cwd=folder)
+
+
+def _check_summary_lines(out: Path, stdout: str) -> None:
+    """``wrote OUT/``, a line per model with a final loss and a line per comparison key whose
+    number is the summary's."""
+    lines = stdout.splitlines()
+    summary = json.loads((out / "summary.json").read_text())
+    assert lines[0] == f"wrote {out}/", stdout
+    assert len(lines) > 1, stdout
+    for label, entry in summary["models"].items():
+        loss = entry.get("train_loss")
+        if not isinstance(loss, (int, float)):
+            loss = entry.get("final_train_loss")
+        if isinstance(loss, (int, float)):
+            line = next((l for l in lines if l.strip().startswith(f"{label}: final train loss")),
+                        None)
+            assert line is not None, (label, stdout)
+            printed = float(line.split("final train loss ")[1].split(",")[0])
+            assert printed == pytest.approx(loss, rel=1e-3, nan_ok=True), line
+    comparison = summary.get("comparison")
+    if isinstance(comparison, str):  # surfaces: a written comparison
+        assert f"  {comparison}" in lines
+    elif isinstance(comparison, dict):
+        for key, value in comparison.items():
+            line = next((l for l in lines if l.startswith(f"  {key}: ")), None)
+            assert line is not None, (key, stdout)
+            if isinstance(value, (int, float)) or value is None:
+                text = line[len(f"  {key}: "):]
+                printed = math.nan if text in ("nan", "n/a") else float(text)
+                expected = math.nan if value is None else value
+                assert printed == pytest.approx(expected, rel=1e-3, nan_ok=True), line
+
+
+@pytest.fixture(scope="module")
+def fig4_run(tmp_path_factory):
+    """``landscape reproduce fig4``, tiny: the run folder plot, report and analyze reuse."""
+    return _train(FIG4, tmp_path_factory.mktemp("readme") / "fig4")
+
+
+TRAINING = [c for c in TINY_FLAGS if c.split()[1] in ("reproduce", "compare")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", TRAINING)
+def test_training_command(command, request, tmp_path):
+    if command == FIG4:
+        out, proc = request.getfixturevalue("fig4_run")
+    else:
+        out, proc = _train(command, tmp_path)
+    _check_summary_lines(out, proc.stdout)
+    summary = json.loads((out / "summary.json").read_text())
+    if command == PAPER:
+        config = json.loads((out / "experiment.json").read_text())["runs"]["batchnorm"]
+        assert config["probe_every"] == 1 and config["lr"] == 0.1  # the paper preset's
+    if command == COMPARE:
+        assert sorted(summary["table"]) == sorted(shlex.split(command)[3].split(","))
+    if "--seeds 5" in command:
+        assert summary["models"]["batchnorm"]["seeds"] == [0, 1]  # the tiny --seeds 2 won
+    if "--curvature" in command:
+        assert set(summary["proxy_against_true_beta"]) == {"batchnorm", "vanilla"}
+
+
+@pytest.mark.slow
+def test_plot_report_analyze_on_a_finished_run(fig4_run):
+    out, _ = fig4_run
+
+    def run(command):
+        argv = [out if a == "RUN_DIR" else a for a in shlex.split(command)[1:]]
+        return _landscape([str(a) for a in argv] + TINY_FLAGS[command], cwd=out.parent)
+
+    written = run("landscape plot RUN_DIR").stdout.splitlines()
+    assert str(out / "fig4.png") in written and all(Path(p).is_file() for p in written)
+    report = Path(run("landscape report RUN_DIR").stdout.strip())
+    assert report == out / "report.html" and "data:image/png;base64," in report.read_text()
+    lines = run("landscape analyze RUN_DIR").stdout.splitlines()
+    for label in ("batchnorm", "vanilla"):
+        assert f"wrote {out / label / 'analysis'}/" in lines
+        assert any(re.match(rf"\s*{label} step \d+: loss \S+, gradient change .*effective β", l)
+                   for l in lines), lines
