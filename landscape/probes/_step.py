@@ -75,10 +75,13 @@ class StepProbe(NamedTuple):
       effective_beta: () max_k grad_change_k / (|η_k|·‖d‖₂)  (Fig. 4c), over the *included* k
         (``beta_included``); NaN when no k is included, and NaN when an included point's loss or
         gradient change is not finite (a diverged point has no finite smoothness).
-      grad_change_floor: () the rounding floor of ``grad_change``: ‖∇L(θ ⊕ δ) − g‖₂ for a
-        perturbation δ of a few units in the last place of each parameter, computed in the same
-        precision (NaN when the floor was not measured, ``floor_factor=0``). A gradient change not
-        clearly above it is mostly rounding (a difference of two nearly equal gradients).
+      grad_change_floor: () the rounding floor of ``grad_change``, the larger of two bounds: the
+        *sensitivity* ‖∇L(θ ⊕ δ) − g‖₂ for a perturbation δ of one unit in the last place of each
+        parameter, computed in the same precision, and the *evaluation* floor ε·‖g‖₂ — one unit
+        of the arithmetic's resolution ε in every entry of g, the rounding of evaluating a
+        gradient at all (it dominates when much of g does not move with θ: a strong linear
+        term, a large bias gradient, a loss summed over many samples). NaN when the floor was not
+        measured (``floor_factor=0``). A gradient change not clearly above it is mostly rounding.
       beta_included: (K,) bool, the k entering ``effective_beta``: |η_k|·‖d‖₂ > 0 and
         grad_change_k > floor_factor · grad_change_floor.
     """
@@ -295,6 +298,19 @@ def _rounding_perturbation(params: PyTree, ulps: float, eps: float | None = None
     return jax.tree.unflatten(treedef, out)
 
 
+def _evaluation_floor(grad: PyTree, params: PyTree, floor_eps: float | None, dtype) -> jax.Array:
+    """ε·‖g‖₂: one unit of the arithmetic's resolution in every entry of g.
+
+    A gradient is only known to ≈ ε|g_i| per entry (its own rounding, whatever θ does), so two
+    gradients that differ by less than that are equal within their evaluation. ε is the coarsest
+    of the parameters' own resolution (for a float32 leaf: the arithmetic its matmuls run in,
+    :func:`arithmetic_eps`, e.g. TF32 on Ampere GPUs) and ``floor_eps``.
+    """
+    eps = max([arithmetic_eps(jnp.result_type(p)) for p in jax.tree.leaves(params)
+               if jnp.issubdtype(jnp.result_type(p), jnp.floating)] + [floor_eps or 0.0])
+    return (eps * optax.tree.norm(grad)).astype(dtype)
+
+
 def _effective_beta(loss, grad_change, distance, floor, floor_factor: float):
     """``(β, included)``: max over the included η of grad_change / distance (see :class:`StepProbe`)."""
     included = distance > 0
@@ -361,7 +377,8 @@ def _step_probe_impl(
 
     if floor_factor > 0:
         perturbed = _rounding_perturbation(params, _FLOOR_ULPS, floor_eps)
-        floor = change_from(jax.grad(loss_fn)(perturbed, batch), grad_acc).astype(dtype)
+        sensitivity = change_from(jax.grad(loss_fn)(perturbed, batch), grad_acc).astype(dtype)
+        floor = jnp.maximum(sensitivity, _evaluation_floor(grad_acc, params, floor_eps, dtype))
     else:
         floor = jnp.full((), jnp.nan, dtype)
     distance = jnp.abs(step_sizes) * _tree_norm(direction, dtype)
