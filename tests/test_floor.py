@@ -62,3 +62,22 @@ def test_float32_beta_matches_float64_on_the_closed_form_family(name):
     assert int(np.sum(f32.beta_included)) >= 1  # β stays defined
     if name != "quadratic":  # rounding would enter β without the floor
         assert float(unfloored.effective_beta) / closed > 1.3
+
+
+def test_bfloat16_params_are_probed_in_float32_copies():
+    """bf16 θ: the probe equals the float32 probe of the widened θ (bit for bit) and β is finite,
+    where a probe in bf16 itself would exclude every η (its floor, ε = 2⁻⁷, is above them)."""
+    def mlp(p, b):
+        h = jnp.tanh(b["x"] @ p["w1"].astype(jnp.float32))
+        return jnp.mean((h @ p["w2"].astype(jnp.float32) - b["y"]) ** 2)
+
+    batch = {"x": jnp.asarray(RNG.normal(size=(64, 8)), jnp.float32),
+             "y": jnp.asarray(RNG.normal(size=64), jnp.float32)}
+    p16 = {"w1": jnp.asarray(RNG.normal(size=(8, 16)) * 0.5, jnp.bfloat16),
+           "w2": jnp.asarray(RNG.normal(size=16) * 0.5, jnp.bfloat16)}
+    p32 = jax.tree.map(lambda x: x.astype(jnp.float32), p16)
+    etas = np.array([0.05, 0.1, 0.2, 0.4])
+    r16, r32 = probes.step_probe(mlp, p16, batch, etas), probes.step_probe(mlp, p32, batch, etas)
+    assert np.isfinite(float(r16.effective_beta))
+    for field in ("loss", "grad_change", "effective_beta", "grad_change_floor"):
+        np.testing.assert_array_equal(getattr(r16, field), getattr(r32, field))

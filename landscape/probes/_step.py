@@ -298,6 +298,22 @@ def _rounding_perturbation(params: PyTree, ulps: float, eps: float | None = None
     return jax.tree.unflatten(treedef, out)
 
 
+def _widen(tree: PyTree) -> PyTree:
+    return jax.tree.map(lambda x: x.astype(jnp.float32) if jnp.issubdtype(jnp.result_type(x), jnp.floating)
+                        and jnp.dtype(jnp.result_type(x)).itemsize < 4 else x, tree)
+
+
+def _widen_low_precision(params: PyTree, direction: PyTree, value_and_grad):
+    """bfloat16/float16 parameters are probed in float32 copies (see :func:`step_probe`)."""
+    narrow = any(jnp.issubdtype(jnp.result_type(x), jnp.floating)
+                 and jnp.dtype(jnp.result_type(x)).itemsize < 4 for x in jax.tree.leaves(params))
+    if not narrow:
+        return params, direction, value_and_grad
+    if value_and_grad is not None:
+        value_and_grad = (value_and_grad[0], _widen(value_and_grad[1]))
+    return _widen(params), None if direction is None else _widen(direction), value_and_grad
+
+
 def _evaluation_floor(grad: PyTree, params: PyTree, floor_eps: float | None, dtype) -> jax.Array:
     """ε·‖g‖₂: one unit of the arithmetic's resolution in every entry of g.
 
@@ -338,6 +354,7 @@ def _step_probe_impl(
     value_and_grad: tuple[jax.Array, PyTree] | None = None,
 ) -> StepProbe:
     """The traced body shared by :func:`step_probe` and :func:`make_step_probe`."""
+    params, direction, value_and_grad = _widen_low_precision(params, direction, value_and_grad)
     dtype = _result_dtype(params)
     step_sizes = jnp.asarray(step_sizes)
     if step_sizes.ndim != 1 or step_sizes.shape[0] < 1:
@@ -437,8 +454,14 @@ def step_probe(
     included point (a diverged point) gives NaN. Unlike the best-known public notebook, which
     reports max_k grad_change_k, we divide by the distance. The floor costs one more gradient.
 
-    Results are in the params' float dtype (float32 → float32, float64 → float64; bfloat16/float16
-    are accumulated and reported in float32). Each probed point keeps every leaf's own dtype.
+    Results are in the params' float dtype (float32 → float32, float64 → float64). Each probed
+    point keeps every leaf's own dtype, except that **bfloat16/float16 parameters are probed in
+    float32 copies**: θ, d and g are widened to float32 and the points θ − ηd evaluated there (a
+    model that casts its parameters back down inside ``loss_fn`` still computes in its own
+    precision). In bfloat16 itself (ε = 2⁻⁷) the rounding floor exceeds every gradient change at
+    the paper's step sizes and β would be undefined (NaN) at every step; in float32 it is the
+    float32 smoothness of the same function. Whenever no η clears the floor, β is NaN and
+    ``beta_included`` is all False — the record's ``num_beta_excluded`` says so.
 
     The computation is jitted internally, keyed on ``loss_fn`` (which must be hashable; pass the
     same function object each time, not a fresh lambda, or build a probe once with
