@@ -68,7 +68,8 @@ def next_token_loss(logits, tokens):
 
 
 def lr_schedule(lr: float, warmup: int, steps: int) -> optax.Schedule:
-    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, steps)
+    """Linear warm-up from 0 over ``warmup`` steps (at most half the run), then cosine decay."""
+    return optax.warmup_cosine_decay_schedule(0.0, lr, min(warmup, steps // 2), steps)
 
 
 def setup(*, layers: int = 2, d_model: int = 32, heads: int = 4, context: int = 32,
