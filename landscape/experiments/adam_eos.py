@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from landscape.config import ConfigError, TrainConfig
+from landscape.config import TrainConfig
 from landscape.experiments.base import Experiment, clean_options, finite
-from landscape.experiments.eos import EOS_PRESETS, edge_of_stability
+from landscape.experiments.eos import EOS_PRESETS, edge_of_stability, full_batch_setup
 
 __all__ = ["ADAM_EOS_PRESETS", "adam_eos_experiment", "adam_eos_finalize", "adam_eos_summary",
            "adam_threshold"]
@@ -167,21 +167,8 @@ def adam_eos_experiment(preset: str = "quick", *, lrs: Sequence[float] | None = 
     Example:
         >>> run_experiment(adam_eos_experiment(steps=200), "runs/adam-eos")
     """
-    if preset not in ADAM_EOS_PRESETS:
-        raise ConfigError(f"preset={preset!r} is not accepted; expected one of "
-                          f"{', '.join(ADAM_EOS_PRESETS)}")
-    p = ADAM_EOS_PRESETS[preset]
-    overrides = clean_options(overrides)
-    values = {**p["config"], **overrides}
-    if "train_subset" in overrides and "batch_size" not in overrides:
-        values["batch_size"] = values["train_subset"]
-    base = TrainConfig(**values)
-    if base.optimizer != "adam" or base.batch_size != base.train_subset:
-        raise ConfigError("adam-eos needs full-batch Adam: optimizer='adam' and batch_size == "
-                          "train_subset > 0")
-    lrs = tuple(float(v) for v in (p["lrs"] if lrs is None else lrs))
-    if not lrs or any(not v > 0 for v in lrs):
-        raise ConfigError(f"lrs={lrs!r} must be a non-empty list of positive step sizes")
+    base, lrs, p, overrides = full_batch_setup(ADAM_EOS_PRESETS, preset, overrides, lrs,
+                                               optimizer="adam", name="adam-eos")
     every = int(p["curvature_every"] if curvature_every is None else curvature_every)
     iters = int(p["lanczos_iters"] if lanczos_iters is None else lanczos_iters)
     b1 = float(p["b1"])

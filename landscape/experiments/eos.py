@@ -39,7 +39,7 @@ import numpy as np
 from landscape.config import ConfigError, TrainConfig
 from landscape.experiments.base import Experiment, clean_options, finite
 
-__all__ = ["EOS_PRESETS", "eos_experiment", "eos_finalize", "eos_summary", "edge_of_stability"]
+__all__ = ["EOS_PRESETS", "eos_experiment", "full_batch_setup", "eos_finalize", "eos_summary", "edge_of_stability"]
 
 _MODEL_OPTIONS = {"hidden": [200, 200], "activation": "tanh", "loss_kind": "mse_onehot",
                   "init": "gaussian", "init_std": 0.03}
@@ -185,6 +185,28 @@ def eos_finalize(out: Path, runs: dict[str, dict[str, Any]], *, title: str | Non
     return summary
 
 
+def full_batch_setup(presets: Mapping[str, Mapping[str, Any]], preset: str,
+                     overrides: Mapping[str, Any], lrs: Sequence[float] | None, *, optimizer: str,
+                     name: str) -> tuple[TrainConfig, tuple[float, ...], Mapping[str, Any], dict]:
+    """``(base config, step sizes, preset, overrides)`` of a full-batch experiment (eos,
+    adam-eos): ``batch_size`` follows ``train_subset`` unless given; one-line ConfigErrors."""
+    if preset not in presets:
+        raise ConfigError(f"preset={preset!r} is not accepted; expected one of {', '.join(presets)}")
+    p = presets[preset]
+    overrides = clean_options(overrides)
+    values = {**p["config"], **overrides}
+    if "train_subset" in overrides and "batch_size" not in overrides:
+        values["batch_size"] = values["train_subset"]
+    base = TrainConfig(**values)
+    if base.optimizer != optimizer or not base.train_subset or base.batch_size != base.train_subset:
+        raise ConfigError(f"{name} needs full-batch training: optimizer={optimizer!r} and "
+                          "batch_size == train_subset > 0")
+    lrs = tuple(float(v) for v in (p["lrs"] if lrs is None else lrs))
+    if not lrs or any(not v > 0 for v in lrs):
+        raise ConfigError(f"lrs={lrs!r} must be a non-empty list of positive step sizes")
+    return base, lrs, p, overrides
+
+
 def eos_experiment(preset: str = "quick", *, lrs: Sequence[float] | None = None,
                    curvature_every: int | None = None, lanczos_iters: int | None = None,
                    **overrides: Any) -> Experiment:
@@ -202,21 +224,8 @@ def eos_experiment(preset: str = "quick", *, lrs: Sequence[float] | None = None,
         >>> exp = eos_experiment(steps=200, lrs=[0.1])
         >>> run_experiment(exp, "runs/eos")   # runs/eos/summary.json, runs/eos/eos.png
     """
-    if preset not in EOS_PRESETS:
-        raise ConfigError(f"preset={preset!r} is not accepted; expected one of "
-                          f"{', '.join(EOS_PRESETS)}")
-    p = EOS_PRESETS[preset]
-    overrides = clean_options(overrides)
-    values = {**p["config"], **overrides}
-    if "train_subset" in overrides and "batch_size" not in overrides:
-        values["batch_size"] = values["train_subset"]
-    base = TrainConfig(**values)
-    if base.optimizer != "sgd" or not base.train_subset or base.batch_size != base.train_subset:
-        raise ConfigError("eos needs full-batch gradient descent: optimizer='sgd' and "
-                          "batch_size == train_subset > 0")
-    lrs = tuple(float(v) for v in (p["lrs"] if lrs is None else lrs))
-    if not lrs or any(not (v > 0) for v in lrs):
-        raise ConfigError(f"lrs={lrs!r} must be a non-empty list of positive step sizes")
+    base, lrs, p, overrides = full_batch_setup(EOS_PRESETS, preset, overrides, lrs,
+                                               optimizer="sgd", name="eos")
     every = int(p["curvature_every"] if curvature_every is None else curvature_every)
     iters = int(p["lanczos_iters"] if lanczos_iters is None else lanczos_iters)
     runs = {f"lr{lr:.4g}": base.replace(lr=lr, tag=f"lr{lr:.4g}") for lr in lrs}
