@@ -55,6 +55,9 @@ TINY_FLAGS: dict[str, list[str]] = {
     "landscape reproduce dln": DLN_TINY,
     "landscape reproduce eos": EOS_TINY,
     "landscape reproduce adam-eos": EOS_TINY,
+    # blockwise trains nothing (both nets at initialisation): no --steps
+    "landscape reproduce blockwise": ["--dataset", "synthetic", "--width", "0.125", "--batch-size",
+                                      "4", "--no-progress"],
     "landscape reproduce fig4 --seeds 5": [*TINY, "--seeds", "2"],
     "landscape reproduce fig4 --curvature": TINY,
     COMPARE: [*TINY, "--seeds", "1"],  # all nine norms, one seed each

@@ -73,6 +73,15 @@ from landscape.probes._curvature import (
     spectral_density,
 )
 from landscape.probes._precondition import PRECONDITIONER_KINDS, adam_preconditioner
+from landscape.probes._blockwise import (
+    BLOCK_RULES,
+    BlockwiseSpectra,
+    JSDistances,
+    blockwise_spectra,
+    js_distance,
+    js_distance_matrix,
+    named_blocks,
+)
 
 __all__ = [
     "ActivationStats",
@@ -124,4 +133,11 @@ __all__ = [
     "spectral_density",
     "PRECONDITIONER_KINDS",
     "adam_preconditioner",
+    "BLOCK_RULES",
+    "BlockwiseSpectra",
+    "JSDistances",
+    "blockwise_spectra",
+    "js_distance",
+    "js_distance_matrix",
+    "named_blocks",
 ]
