@@ -9,7 +9,8 @@ batch 128, the Figure-4 probe every 10 steps) three ways, in this process, on th
 - ``old`` (with ``--old-rev REV``): ``train(config)`` of an earlier commit, from a git worktree,
   in a child process.
 
-Per-step time is (T(2S steps) − T(S steps)) / S, so compilation and start-up cancel; the ratio
+Per-step time is (T(2S steps) − T(S steps)) / S after a first run has filled one persistent
+compilation cache, so compilation and start-up cancel; the ratio
 fit ÷ train (and train ÷ old) is printed. Run:  python benchmarks/bench_fit.py --old-rev d9d9245
 """
 
@@ -86,8 +87,11 @@ def time_old(rev: str, steps: int, worktree: Path) -> float:
 
 
 def per_step(timer, steps: int) -> tuple[float, float]:
+    """``(seconds per step, first run's seconds)``: a first run fills the compilation cache, then
+    (T(2S) − T(S)) / S over two runs that both load their programs from it."""
+    first = timer(steps)
     short, long = timer(steps), timer(2 * steps)
-    return (long - short) / steps, short
+    return (long - short) / steps, first
 
 
 def _compilation_cache(folder: str) -> None:
