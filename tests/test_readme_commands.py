@@ -40,6 +40,11 @@ EOS_TINY = ["--steps", "2", "--checkpoint-every", "2", "--no-progress"]
 #: surfaces' PCA plane needs two checkpoints besides θ₀ (one leaves a single direction).
 SURFACES_TINY = [*NO_PROBES, "--checkpoint-every", "1"]
 
+#: The transformer on --dataset text (the default corpus, context 64), one tiny layer.
+TRANSFORMER_TINY = ["--steps", "2", "--batch-size", "4", "--layers", "1", "--d-model", "16",
+                    "--heads", "2", "--num-step-sizes", "2", "--probe-every", "1",
+                    "--checkpoint-every", "2", "--no-progress"]
+
 FIG4 = "landscape reproduce fig4"
 COMPARE = "landscape compare --norms none,batch,layer,group,rms,weight,lp1,lp2,lpinf --seeds 3"
 PAPER = ("landscape reproduce fig4 --preset paper --data-dir ~/data/cifar10 --download "
@@ -62,6 +67,12 @@ TINY_FLAGS: dict[str, list[str]] = {
     "landscape reproduce fig4 --curvature": TINY,
     COMPARE: [*TINY, "--seeds", "1"],  # all nine norms, one seed each
     PAPER: [*TINY, "--model", "vgg5"],  # synthetic data: --data-dir and --download go unused
+    "landscape reproduce skip": [*TINY, "--model", "resnet8"],  # one depth: resnet8 ± shortcuts
+    "landscape reproduce transformer-norms": TRANSFORMER_TINY,
+    "landscape compare --model resnet20 --no-shortcut --norms batch,none,layer --seeds 2":
+        [*TINY, "--model", "resnet8", "--seeds", "1"],
+    "landscape compare --model transformer --dataset text --norm-position post --norms "
+    "layer,rms,dyt,none": [*TRANSFORMER_TINY, "--seeds", "1"],
     "landscape plot RUN_DIR": [],
     "landscape report RUN_DIR": [],
     "landscape analyze RUN_DIR": ["--grid", "3", "--num-batches", "2", "--no-progress"],

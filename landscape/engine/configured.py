@@ -72,7 +72,7 @@ def load_run_data(config: TrainConfig) -> tuple[Any, Any, tuple[int, ...], int]:
         x, y, _ = data_lib.make_dln_regression(seed=config.seed)
         return (x, y), (x, y), (x.shape[1],), y.shape[1]
     ds = data_lib.load_dataset(config.dataset, config.data_dir, download=config.download,
-                               seed=config.seed)
+                               seed=config.seed, context=config.model_options.get("context"))
     if config.train_subset:
         if config.train_subset > len(ds.x_train):
             raise ConfigError(f"train_subset={config.train_subset} exceeds the {len(ds.x_train)} "

@@ -18,6 +18,8 @@ explicit: nothing registers itself on import, and no experiment imports ``landsc
 ``eos``                 :mod:`.eos` — Cohen et al. edge of stability under full-batch GD
 ``adam-eos``            :mod:`.adam_eos` — Cohen et al. 2022, full-batch Adam at 38/η
 ``blockwise``           :mod:`.blockwise` — Zhang et al. 2024, blockwise Hessian spectra at init
+``skip``                :mod:`.skip` — Li et al. 2018, ResNets with / without shortcuts
+``transformer-norms``   :mod:`.transformer_norms` — Xiong et al. 2020 Pre-/Post-LN; LN/RMS/DyT/none
 ======================  ==========================================================================
 """
 
@@ -27,6 +29,7 @@ from collections.abc import Callable
 
 from landscape.experiments import (activations, adam_eos, blockwise, compare, dln, eos, fig3, fig4,
                                    fig5, spectrum, surfaces, theorems)
+from landscape.experiments import skip, transformer_norms
 from landscape.experiments.base import Experiment
 
 __all__ = ["EXPERIMENTS", "Experiment", "register_experiment"]
@@ -46,6 +49,8 @@ EXPERIMENTS: dict[str, Callable[..., Experiment]] = {
     "adam-eos": adam_eos.adam_eos_experiment,
     "spectrum": spectrum.spectrum_experiment,
     "blockwise": blockwise.blockwise_experiment,
+    "skip": skip.skip_experiment,
+    "transformer-norms": transformer_norms.transformer_norms_experiment,
 }
 
 
