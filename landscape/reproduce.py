@@ -91,7 +91,7 @@ def run_experiment(experiment: Experiment, out: str | os.PathLike, *, overwrite:
             previous = json.loads(manifest_path.read_text())
         except ValueError:
             previous = None
-        if previous != manifest:
+        if previous != manifest and _old_runs(out):  # a manifest with no runs (a failed start) is no result
             raise ExperimentExistsError(
                 f"{out} holds a different run ({(previous or {}).get('experiment', 'unreadable')}); "
                 "pass --overwrite to replace it or choose another --out")

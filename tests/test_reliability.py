@@ -258,3 +258,22 @@ def test_overwrite_replaces_nested_compare_runs(tmp_path):
     run_experiment(other, tmp_path, overwrite=True, progress=False)
     cfg = json.loads((tmp_path / "none" / "seed0" / "config.json").read_text())
     assert cfg["lr"] == 0.05
+
+
+def test_a_failed_start_does_not_block_its_folder(tmp_path):
+    """A run that failed before training anything (here: missing CIFAR-10 files) leaves only its
+    manifest; the corrected command must not be refused as "a different run" — but a folder with
+    a finished run still is (the test above)."""
+    from landscape.reproduce import EXPERIMENTS, run_experiment
+    from landscape.data import DataError
+
+    bad = EXPERIMENTS["fig4"]("quick", dataset="cifar10", data_dir=str(tmp_path / "missing"),
+                              steps=2, model="mlp", width=0.2)
+    with pytest.raises(DataError):
+        run_experiment(bad, tmp_path / "out", progress=False)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["experiment.json"]
+    good = EXPERIMENTS["fig4"]("quick", dataset="synthetic", steps=2, model="mlp", width=0.2,
+                               probe_every=1, num_step_sizes=1, batch_size=32, checkpoint_every=2)
+    run_experiment(good, tmp_path / "out", progress=False)
+    manifest = json.loads((tmp_path / "out" / "experiment.json").read_text())
+    assert manifest["runs"]["batchnorm"]["dataset"] == "synthetic"
