@@ -802,7 +802,7 @@ def test_missing_data_dir_says_how_to_get_the_data(tmp_path):
 def test_load_dataset_dispatch(tmp_path):
     with pytest.raises(
         DataError,
-        match=r"^unknown dataset 'x'; expected one of cifar10, mnist, mnist5k, synthetic$",
+        match=r"^unknown dataset 'x'; expected one of cifar10, mnist, mnist5k, synthetic, text$",
     ):
         load_dataset("x")
     with pytest.raises(DataError, match="'cifar10' needs a data directory"):
