@@ -33,6 +33,8 @@ from landscape.data import (
     steps_per_epoch,
     validate_dataset,
 )
+from landscape.data import cifar10, mnist
+from landscape.data.safe_pickle import restricted_loads
 
 # Images stored as uint8 and scaled by 1/255 in float32 come back to within float32 rounding.
 PIXEL_ATOL = 1e-6
@@ -415,9 +417,9 @@ def test_restricted_unpickler_allows_only_numpy_arrays():
     for module, name in [("subprocess", "Popen"), ("builtins", "eval"), ("numpy", "load")]:
         raw = b"\x80\x02c" + f"{module}\n{name}\n".encode() + b"."
         with pytest.raises(DataError, match=f"refusing to load {module}.{name}"):
-            data._restricted_loads(raw, "file")
+            restricted_loads(raw, "file")
     array = np.arange(6, dtype=np.uint8).reshape(2, 3)
-    loaded = data._restricted_loads(pickle.dumps({b"a": array}, protocol=2), "file")
+    loaded = restricted_loads(pickle.dumps({b"a": array}, protocol=2), "file")
     np.testing.assert_array_equal(loaded[b"a"], array)
 
 
@@ -736,22 +738,22 @@ def test_cifar_download_checks_md5_and_leaves_no_partial_file(tmp_path, monkeypa
     source = tmp_path / "mirror"
     content = _write_cifar(source, "bin", archive=True)
     archive = source / "cifar-10-binary.tar.gz"
-    monkeypatch.setattr(data, "CIFAR10_URL", archive.as_uri())
+    monkeypatch.setattr(cifar10, "CIFAR10_URL", archive.as_uri())
     target = tmp_path / "target"
 
-    monkeypatch.setattr(data, "CIFAR10_MD5", "0" * 32)
+    monkeypatch.setattr(cifar10, "CIFAR10_MD5", "0" * 32)
     with pytest.raises(DataError, match="failed its checksum"):
         load_cifar10(target, download=True)
     assert list(target.iterdir()) == []
 
-    monkeypatch.setattr(data, "CIFAR10_MD5", _md5(archive))
+    monkeypatch.setattr(cifar10, "CIFAR10_MD5", _md5(archive))
     ds = load_cifar10(target, download=True, normalize=False)
     np.testing.assert_array_equal(ds.y_test, content["test_batch"][1])
     assert [p.name for p in target.iterdir()] == ["cifar-10-binary.tar.gz"]
 
 
 def test_download_failure_is_a_data_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "CIFAR10_URL", (tmp_path / "nowhere.tar.gz").as_uri())
+    monkeypatch.setattr(cifar10, "CIFAR10_URL", (tmp_path / "nowhere.tar.gz").as_uri())
     with pytest.raises(DataError, match="could not download"):
         load_cifar10(tmp_path / "target", download=True)
     assert list((tmp_path / "target").iterdir()) == []
@@ -762,20 +764,20 @@ def test_mnist_download(tmp_path, monkeypatch):
     mirror = tmp_path / "mirror"
     _write_mnist(mirror, _mnist_files(arrays), gz=True)
     checksums = {p.name: _md5(p) for p in mirror.iterdir()}
-    monkeypatch.setattr(data, "MNIST_URL", mirror.as_uri() + "/")
+    monkeypatch.setattr(mnist, "MNIST_URL", mirror.as_uri() + "/")
     target = tmp_path / "target"
     target.mkdir()
     (target / "train-images-idx3-ubyte").write_bytes(  # present files are not downloaded again
         _idx_bytes(2051, arrays["train_images"])
     )
 
-    monkeypatch.setattr(data, "MNIST_MD5", {**checksums, "t10k-images-idx3-ubyte.gz": "0" * 32})
+    monkeypatch.setattr(mnist, "MNIST_MD5", {**checksums, "t10k-images-idx3-ubyte.gz": "0" * 32})
     with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz failed its checksum"):
         load_mnist(target, download=True)
     assert "t10k-images-idx3-ubyte.gz" not in os.listdir(target)
     assert not [name for name in os.listdir(target) if name.endswith(".part")]
 
-    monkeypatch.setattr(data, "MNIST_MD5", checksums)
+    monkeypatch.setattr(mnist, "MNIST_MD5", checksums)
     ds = load_mnist(target, download=True, normalize=False)
     np.testing.assert_array_equal(ds.y_test, arrays["test_labels"])
     assert "train-images-idx3-ubyte.gz" not in os.listdir(target)
@@ -800,7 +802,7 @@ def test_missing_data_dir_says_how_to_get_the_data(tmp_path):
 def test_load_dataset_dispatch(tmp_path):
     with pytest.raises(
         DataError,
-        match=r"^unknown dataset 'x'; expected one of cifar10, mnist, mnist5k, synthetic$",
+        match=r"^unknown dataset 'x'; expected one of cifar10, mnist, mnist5k, synthetic, text$",
     ):
         load_dataset("x")
     with pytest.raises(DataError, match="'cifar10' needs a data directory"):
@@ -818,8 +820,8 @@ def test_download_without_a_folder_uses_the_cache(tmp_path, monkeypatch):
     source = tmp_path / "mirror"
     _write_cifar(source, "bin", archive=True)
     archive = source / "cifar-10-binary.tar.gz"
-    monkeypatch.setattr(data, "CIFAR10_URL", archive.as_uri())
-    monkeypatch.setattr(data, "CIFAR10_MD5", _md5(archive))
+    monkeypatch.setattr(cifar10, "CIFAR10_URL", archive.as_uri())
+    monkeypatch.setattr(cifar10, "CIFAR10_MD5", _md5(archive))
     monkeypatch.setenv("LANDSCAPE_DATA", str(tmp_path / "cache"))
     ds = data.load_dataset("cifar10", None, download=True)
     assert ds.name == "cifar10"
