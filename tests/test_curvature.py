@@ -29,7 +29,7 @@ from jax.flatten_util import ravel_pytree
 from tolerance import assert_close
 
 from landscape import parallel, probes
-from landscape.probes import _curvature
+from landscape.probes import _density, _gradient_curvature, _lanczos, _operators, _trace
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -281,8 +281,8 @@ def test_density_weights_are_first_components(quad):
     # Σ_j w_j θ_j^p = q₀ᵀAᵖq₀ for the unit start vector q₀ (here m = 3, p ≤ 5). Wrong weights
     # (uniform, or the last components) fail this.
     v0 = like(quad.params, lambda i: np.sin(i + 1.0))
-    state = _curvature._lanczos_host(quad.loss_fn, "hessian", None, 3, quad.params, quad.batch, key(), v0)
-    theta, w = (np.asarray(a) for a in _curvature._nodes_weights(state))
+    state = _lanczos._lanczos_host(quad.loss_fn, "hessian", None, 3, quad.params, quad.batch, key(), v0)
+    theta, w = (np.asarray(a) for a in _density._nodes_weights(state))
     q0 = flat(v0) / np.linalg.norm(flat(v0))
     for p in range(6):
         expected = q0 @ np.linalg.matrix_power(quad.A, p) @ q0
@@ -420,16 +420,16 @@ def test_compile_flat_in_num_iters(mlp):
     sizes, counts = {}, {}
     for m in (10, 80):
         before = len(PADDED_TRACES)
-        lowered = _curvature._eigs_scan.lower(_padded_loss, "hessian", None, m, 1, "largest", p, batch,
+        lowered = _lanczos._eigs_scan.lower(_padded_loss, "hessian", None, m, 1, "largest", p, batch,
                                               key(), None)
         counts[m] = len(PADDED_TRACES) - before
         sizes[m] = len(lowered.as_text())
     assert counts[10] == counts[80] > 0, counts
     assert sizes[80] <= 1.02 * sizes[10], sizes
     # The host strategy's step has no m in its program at all beyond the basis shape.
-    state = {m: jax.eval_shape(lambda q, s, m=m: _curvature._lanczos_allocate_impl(m, q, s),
+    state = {m: jax.eval_shape(lambda q, s, m=m: _lanczos._lanczos_allocate_impl(m, q, s),
                                jnp.zeros(86), jnp.zeros(())) for m in (10, 80)}
-    step = {m: len(_curvature._lanczos_step.lower(_padded_loss, "hessian", None, p, batch, state[m]).as_text())
+    step = {m: len(_lanczos._lanczos_step.lower(_padded_loss, "hessian", None, p, batch, state[m]).as_text())
             for m in (10, 80)}
     assert step[80] <= 1.02 * step[10], step
 
@@ -482,10 +482,12 @@ def test_argument_errors(mlp):
         probes.hessian_trace(mlp_loss, params, batch, key=key(), num_samples=3, method="xtrace")
 
 
-def test_docstring_examples():
-    globs = {**vars(_curvature), "jnp": jnp, "jax": jax}
+@pytest.mark.parametrize("module", [_operators, _lanczos, _density, _trace, _gradient_curvature],
+                         ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    globs = {**vars(module), "jnp": jnp, "jax": jax}
     failures, attempted = doctest.testmod(
-        _curvature, globs=globs, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False
+        module, globs=globs, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False
     )
     assert attempted > 0
     assert failures == 0
@@ -605,8 +607,8 @@ def test_preconditioned_mlp_eigs_trace_density_against_dense(mlp, mlp_adam):
     S = 1 / np.sqrt(flat(P))
     G = dense_gauss_newton(params, batch)
     x = flat(like(params, np.sin))
-    tag, packed = _curvature._with_preconditioner(MLP_GN, params, batch, P)
-    Gx = _curvature._flat_matvec(mlp_loss, tag, None, params, packed, x)
+    tag, packed = _operators._with_preconditioner(MLP_GN, params, batch, P)
+    Gx = _operators._flat_matvec(mlp_loss, tag, None, params, packed, x)
     assert_close(Gx, S * (G @ (S * x)), 1e-10, atol=1e-12 * np.abs(G).max() * S.max() ** 2,
                  name="S G S x")
 
@@ -624,7 +626,7 @@ def test_preconditioned_density_moments_trace_and_mesh(quad):
     mesh = probes.spectral_density(quad.loss_fn, quad.params, quad.batch,
                                    mesh=parallel.make_mesh(1), **kw)
     for r in range(runs):
-        q0, _ = _curvature._lanczos_start(None, quad.params, jax.random.fold_in(key(), r), None)
+        q0, _ = _lanczos._lanczos_start(None, quad.params, jax.random.fold_in(key(), r), None)
         q0 = np.asarray(q0)
         nodes, weights = np.asarray(host.nodes[r]), np.asarray(host.weights[r])
         for p in range(2 * m):
@@ -658,10 +660,10 @@ def test_preconditioner_ones_is_the_plain_result(quad, mlp):
                                               (mlp_loss, mlp[0], mlp[1], "hessian"),
                                               (mlp_loss, mlp[0], mlp[1], MLP_GN)):
         ones = jax.tree.map(jnp.ones_like, params)
-        tag, packed = _curvature._with_preconditioner(curvature, params, batch, ones)
+        tag, packed = _operators._with_preconditioner(curvature, params, batch, ones)
         x = flat(like(params, np.sin))
-        plain = _curvature._flat_matvec(loss_fn, curvature, None, params, batch, x)
-        wrapped = _curvature._flat_matvec(loss_fn, tag, None, params, packed, x)
+        plain = _operators._flat_matvec(loss_fn, curvature, None, params, batch, x)
+        wrapped = _operators._flat_matvec(loss_fn, tag, None, params, packed, x)
         np.testing.assert_array_equal(np.asarray(wrapped), np.asarray(plain))
     ones = jax.tree.map(jnp.ones_like, quad.params)
     args = (quad.loss_fn, quad.params, quad.batch)

@@ -484,7 +484,7 @@ def test_summarize(quad, quad_probes):
     assert np.isnan(nan_summary["effective_beta"])
 
 
-@pytest.mark.parametrize("module", ["_step", "_paths", "_ics", "_emulate"])
+@pytest.mark.parametrize("module", ["_step", "_precision", "_paths", "_ics", "_emulate"])
 def test_docstring_examples(module):
     import importlib
 
@@ -503,7 +503,7 @@ def test_docstring_examples(module):
 
 def test_rounding_floor_quadratic(quad):
     """On ½θᵀAθ the floor is ‖A δ‖ for the probe's own perturbation δ = ±eps·|θ| (float64)."""
-    from landscape.probes._step import _FLOOR_ULPS, _rounding_perturbation
+    from landscape.probes._precision import _FLOOR_ULPS, _rounding_perturbation
 
     r = probes.step_probe(quad.loss_fn, quad.params, None, UNSORTED_STEPS[5])
     perturbed = _rounding_perturbation(quad.params, _FLOOR_ULPS)

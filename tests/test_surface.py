@@ -348,7 +348,7 @@ def test_default_filter_axes_on_real_flax_modules():
 
 
 def test_filter_axes_callable_overrides_one_leaf():
-    from landscape.probes import _surface
+    from landscape.probes import _directions
 
     rng = np.random.default_rng(9)
     rows = np.geomspace(0.1, 10.0, 7)[:, None]          # unequal (out, in) filters
@@ -374,11 +374,11 @@ def test_filter_axes_callable_overrides_one_leaf():
                                                    filter_axes=0)["eqx"]["weight"])
     # Resolved to static axes outside the jit: a new callable giving the same axes, on new
     # values, reuses the compiled program.
-    compiled = _surface._normalize_direction._cache_size()
+    compiled = _directions._normalize_direction._cache_size()
     moved = jax.tree.map(lambda x: x + 1.0, params)
     random_direction(jax.random.key(5), moved,
                      filter_axes=lambda p, x: (-2,) if "eqx" in p else None)
-    assert _surface._normalize_direction._cache_size() == compiled
+    assert _directions._normalize_direction._cache_size() == compiled
 
 
 def test_filter_axes_bad_axis_names_the_leaf():
@@ -561,14 +561,15 @@ def test_plots_write_files(tmp_path, fabricated):
         surface_plots.plot_surface_contour(a, b, z.T)
 
 
-def test_docstring_examples():
+@pytest.mark.parametrize("name", ["_surface", "_directions"])
+def test_docstring_examples(name):
     import doctest
+    import importlib
 
-    from landscape.probes import _surface
-
+    module = importlib.import_module(f"landscape.probes.{name}")
     with jax.enable_x64(False):   # the examples show float32 results
         failures, attempted = doctest.testmod(
-            _surface, globs={**vars(_surface), "jnp": jnp, "jax": jax},
+            module, globs={**vars(module), "jnp": jnp, "jax": jax},
             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
     assert attempted > 0 and failures == 0
 

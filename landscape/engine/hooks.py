@@ -26,7 +26,6 @@ Built-in hooks: :class:`StepProbeHook` (Figure 4 + per-layer gradient norms),
 from __future__ import annotations
 
 import dataclasses
-import functools
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -212,10 +211,9 @@ class StepProbeHook(Hook):
         self.tx = run.tx
         self.loss_fn = run.loss_fn(self.mode)
         self.points_mesh = parallel.points_mesh(self.layout, len(self.step_sizes), run.mesh)
-        self._probe = functools.partial(
-            probes._step._step_probe_impl, self.loss_fn,
-            probes._step._resolve_strategy(self.strategy, None), None, float(self.floor_factor),
-            self.points_mesh, probes._step._check_floor_eps(self.floor_eps))
+        self._probe = probes.step_probe_fn(
+            self.loss_fn, strategy=self.strategy, floor_factor=self.floor_factor,
+            mesh=self.points_mesh, floor_eps=self.floor_eps)
 
     def update_direction(self, inputs: StepInputs) -> Any:
         """−Δ_t, so that the probe's points θ − η·d are θ_t + η·Δ_t."""

@@ -177,10 +177,10 @@ def spectrum_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def _smoothed(nodes, weights, sigma2: float = 1e-5, grid_size: int = 4000):
     """The Gaussian-smoothed SLQ density (:func:`landscape.probes.spectral_density`'s rule)."""
-    from landscape.probes._curvature import _density
+    from landscape.probes import smoothed_density
 
-    g, d = _density(grid_size, sigma2, jnp.asarray(nodes, jnp.float32),
-                    jnp.asarray(weights, jnp.float32))
+    g, d = smoothed_density(jnp.asarray(nodes, jnp.float32), jnp.asarray(weights, jnp.float32),
+                            grid_size=grid_size, sigma2=sigma2)
     return np.asarray(g), np.asarray(d)
 
 

@@ -21,6 +21,13 @@ same function; dropout, stochastic depth, data augmentation or noisy normalizati
 et al.'s code (github.com/zyushun/hessian-spectrum, README) removes all randomness before the
 HVPs; do the same (the models of :mod:`landscape.models` have no dropout; pass no ``rng``).
 
+**Per block** (:func:`blockwise_spectra`): a block smaller than ``num_iters`` is solved exactly
+(m_b = n_b steps). The top eigenvalues come from the same Lanczos runs (no extra products): by
+Cauchy interlacing the j-th largest Ritz value of every run is ≤ λ_j(H_bb), so the best over the
+runs is kept — the run r value equals ``hessian_eigs(..., mask=S_b, key=fold_in(fold_in(key, b),
+r), num_iters=m_b)``. Costs Σ_b num_runs · m_b operator products (each a full-network HVP, masked),
+and one compile of the Lanczos step per distinct mask.
+
 What is theirs and what is ours: the blocks' SLQ (Rademacher starts, full reorthogonalisation,
 nodes θ, weights w) is :func:`~landscape.probes.spectral_density`'s, with the Gaussian smoothing of
 Ghorbani et al. (σ² = 1e-5 scaled by the spectrum's range; Zhang et al.'s code uses σ² = 1e-5).
@@ -47,7 +54,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from landscape.probes._curvature import GaussNewton, _positive_int, spectral_density
+from landscape.probes._checks import _positive_int
+from landscape.probes._density import _grid, _kernel_variance, _smoothed, spectral_density
+from landscape.probes._operators import GaussNewton
 from landscape.probes._paths import param_mask, param_paths
 from landscape.probes._types import LossFn, PyTree
 
@@ -233,48 +242,47 @@ def _pad_runs(nodes: jax.Array, weights: jax.Array, m: int) -> tuple[jax.Array, 
     return jnp.pad(nodes, extra, mode="edge"), jnp.pad(weights, extra)
 
 
-def _smoothed(grid, variance, nodes, weights):
-    """φ(t) = (1/R) Σ_rj w_rj N(t; θ_rj, σ²) on ``grid``, normalised to trapezoid integral 1."""
-    diff = grid[:, None] - nodes.reshape(-1)[None, :]
-    kernel = jnp.exp(-0.5 * diff**2 / variance) / jnp.sqrt(2 * jnp.pi * variance)
-    density = kernel @ weights.reshape(-1) / nodes.shape[0]
-    return density / jnp.trapezoid(density, grid)
+def _check_blocks(blocks: Mapping[str, PyTree], num_iters: int, top_k: int) -> tuple[int, int]:
+    num_iters = _positive_int("num_iters", num_iters)
+    top_k = _positive_int("top_k", top_k)
+    if top_k > num_iters:
+        raise ValueError(f"top_k ({top_k}) must not exceed num_iters ({num_iters}).")
+    if not isinstance(blocks, Mapping) or not blocks:
+        raise ValueError("blocks must be a non-empty mapping {name: mask}; see named_blocks.")
+    return num_iters, top_k
 
 
-def blockwise_spectra(
-    loss_fn: LossFn,
-    params: PyTree,
-    batch: PyTree,
-    blocks: Mapping[str, PyTree],
-    *,
-    key: jax.Array,
-    num_iters: int = 30,
-    num_runs: int = 2,
-    top_k: int = 1,
-    grid: jax.Array | None = None,
-    grid_size: int = 2000,
-    sigma2: float = 1e-5,
-    strategy: str = "auto",
-    curvature: str | GaussNewton = "hessian",
-) -> BlockwiseSpectra:
+def _block_runs(loss_fn, params, batch, blocks, names, sizes, *, key, num_iters, num_runs,
+                sigma2, strategy, curvature) -> list[tuple[jax.Array, jax.Array]]:
+    """Per block b, the (nodes, weights) of its SLQ runs (m_b = min(num_iters, n_b) steps)."""
+    runs = []
+    for b, mask in enumerate(blocks.values()):
+        m = min(num_iters, sizes[b])
+        if m < 1:
+            raise ValueError(f"block {names[b]!r} selects no parameter.")
+        d = spectral_density(loss_fn, params, batch, key=jax.random.fold_in(key, b), num_iters=m,
+                             num_runs=num_runs, grid_size=2, sigma2=sigma2, strategy=strategy,
+                             curvature=curvature, mask=mask)
+        runs.append((d.nodes, d.weights))
+    return runs
+
+
+def blockwise_spectra(loss_fn: LossFn, params: PyTree, batch: PyTree,
+                      blocks: Mapping[str, PyTree], *, key: jax.Array, num_iters: int = 30,
+                      num_runs: int = 2, top_k: int = 1, grid: jax.Array | None = None,
+                      grid_size: int = 2000, sigma2: float = 1e-5, strategy: str = "auto",
+                      curvature: str | GaussNewton = "hessian") -> BlockwiseSpectra:
     """SLQ eigenvalue densities of the diagonal Hessian blocks H_bb, on one common grid.
 
     Block b (mask S_b, n_b parameters) runs :func:`landscape.probes.spectral_density` with
-    ``mask=S_b`` (key ``fold_in(key, b)``, m_b = min(num_iters, n_b) Lanczos steps, so a block
-    smaller than ``num_iters`` is solved exactly), giving nodes θ_rj and weights w_rj. All blocks
-    are then smoothed with ONE kernel on ONE grid, so their densities can be compared pointwise:
+    ``mask=S_b`` (key ``fold_in(key, b)``, m_b = min(num_iters, n_b) Lanczos steps), giving nodes
+    θ_rj and weights w_rj; all blocks are smoothed with ONE kernel on ONE grid:
 
         φ_b(t) = (1/R) Σ_r Σ_j w_rj N(t; θ_rj, σ²),   σ² = sigma2 · max(1, θ_max − θ_min),
 
     θ_max/θ_min over all blocks' nodes, the grid ``grid_size`` points from θ_min − 5σ to
-    θ_max + 5σ (or ``grid``), each φ_b normalised to trapezoid integral 1 there. The top
-    eigenvalues come from the same Lanczos runs (no extra products): by Cauchy interlacing the j-th
-    largest Ritz value of every run is ≤ λ_j(H_bb), so the best over the runs is kept — the run
-    r value equals ``hessian_eigs(..., mask=S_b, key=fold_in(fold_in(key, b), r), num_iters=m_b)``.
-    Costs Σ_b num_runs · m_b operator products (each a full-network HVP, masked), and one compile
-    of the Lanczos step per distinct mask.
-
-    ``loss_fn`` must be deterministic (no dropout or other noise): see the module docstring.
+    θ_max + 5σ (or ``grid``), each φ_b of trapezoid integral 1. Top eigenvalues, cost and the
+    deterministic ``loss_fn`` this needs: the module docstring.
 
     Args:
       loss_fn, params, batch, strategy, curvature: as in :func:`landscape.probes.spectral_density`.
@@ -306,31 +314,16 @@ def blockwise_spectra(
         >>> s.top_eigenvalues[:, 0].round(4).tolist(), s.sizes
         ([5.0, 1.0], (3, 2))
     """
-    num_iters = _positive_int("num_iters", num_iters)
-    top_k = _positive_int("top_k", top_k)
-    if top_k > num_iters:
-        raise ValueError(f"top_k ({top_k}) must not exceed num_iters ({num_iters}).")
-    if not isinstance(blocks, Mapping) or not blocks:
-        raise ValueError("blocks must be a non-empty mapping {name: mask}; see named_blocks.")
+    num_iters, top_k = _check_blocks(blocks, num_iters, top_k)
     names = tuple(str(n) for n in blocks)
     sizes = tuple(_block_size(params, mask, name) for name, mask in zip(names, blocks.values()))
-    runs = []
-    for b, mask in enumerate(blocks.values()):
-        m = min(num_iters, sizes[b])
-        if m < 1:
-            raise ValueError(f"block {names[b]!r} selects no parameter.")
-        d = spectral_density(loss_fn, params, batch, key=jax.random.fold_in(key, b), num_iters=m,
-                             num_runs=num_runs, grid_size=2, sigma2=sigma2, strategy=strategy,
-                             curvature=curvature, mask=mask)
-        runs.append((d.nodes, d.weights))
+    runs = _block_runs(loss_fn, params, batch, blocks, names, sizes, key=key, num_iters=num_iters,
+                       num_runs=num_runs, sigma2=sigma2, strategy=strategy, curvature=curvature)
     top = jnp.stack([_top_ritz(nodes, top_k) for nodes, _ in runs])
     nodes, weights = (jnp.stack(x) for x in zip(*(_pad_runs(*r, num_iters) for r in runs)))
-    lo, hi = jnp.min(nodes), jnp.max(nodes)
-    variance = sigma2 * jnp.maximum(1.0, hi - lo)
+    lo, hi, variance = _kernel_variance(sigma2, nodes)
     if grid is None:
-        sigma = jnp.sqrt(variance)
-        grid = jnp.linspace(lo - 5 * sigma, hi + 5 * sigma, _positive_int("grid_size", grid_size),
-                            dtype=nodes.dtype)
+        grid = _grid(lo, hi, variance, _positive_int("grid_size", grid_size), nodes.dtype)
     grid = jnp.asarray(grid, nodes.dtype)
     densities = jax.lax.map(lambda nw: _smoothed(grid, variance, *nw), (nodes, weights))
     return BlockwiseSpectra(names, sizes, grid, densities, top, nodes, weights, variance)

@@ -51,6 +51,55 @@ def _loss_along(loss_fn: LossFn):
     return loss_at
 
 
+class _Trials:
+    """One step's test, L(θ − η·d) > L(θ), counting the loss evaluations spent."""
+
+    def __init__(self, loss_at, params, batch, direction, base: float, evals: int):
+        self.loss_at, self.params, self.batch, self.direction = loss_at, params, batch, direction
+        self.base, self.evals = base, evals
+
+    def rises(self, eta: float) -> bool:
+        self.evals += 1
+        value = float(self.loss_at(self.params, self.batch, self.direction, eta))
+        return not value <= self.base  # NaN / inf count as a rise: the step diverged
+
+
+def _bracket(trials: _Trials, eta: float, max_evals: int) -> tuple[float, float]:
+    """Exponential search from ``eta``: ``(lower, upper)`` with lower not raising the loss and
+    upper raising it (0 or inf when the search ran out of evaluations)."""
+    lower, upper = 0.0, math.inf
+    if trials.rises(eta):  # too far: halve until one step no longer raises the loss
+        upper = eta
+        while trials.evals < max_evals:
+            eta /= 2
+            if not trials.rises(eta):
+                lower = eta
+                break
+            upper = eta
+    else:  # not far enough: double until it does
+        lower = eta
+        while trials.evals < max_evals:
+            eta *= 2
+            if trials.rises(eta):
+                upper = eta
+                break
+            lower = eta
+    return lower, upper
+
+
+def _bisect(trials: _Trials, lower: float, upper: float, tol: float,
+            max_evals: int) -> tuple[float, float]:
+    """Bisection of a finite bracket until 1 − lower/upper ≤ tol (or the evaluations run out)."""
+    while (lower > 0 and not math.isinf(upper) and 1 - lower / upper > tol
+           and trials.evals < max_evals):
+        mid = 0.5 * (lower + upper)
+        if trials.rises(mid):
+            upper = mid
+        else:
+            lower = mid
+    return lower, upper
+
+
 def critical_sharpness(loss_fn: LossFn, params: PyTree, batch: PyTree, direction: PyTree, *,
                        guess: float = 1.0, tol: float = 1 / 16, max_evals: int = 60,
                        loss0: float | None = None) -> CriticalSharpness:
@@ -78,42 +127,12 @@ def critical_sharpness(loss_fn: LossFn, params: PyTree, batch: PyTree, direction
     """
     if not (guess > 0 and math.isfinite(guess)) or not 0 < tol < 1:
         raise ValueError(f"guess must be > 0 and tol in (0, 1); got {guess}, {tol}")
-    loss_at = _loss_along(loss_fn)
     evals = 0
-
-    def rises(eta: float) -> bool:
-        nonlocal evals
-        evals += 1
-        value = float(loss_at(params, batch, direction, eta))
-        return not value <= base  # NaN / inf count as a rise: the step diverged
-
     if loss0 is None:
         loss0, evals = float(loss_fn(params, batch)), 1
-    base = float(loss0)
-    lower, upper, eta = 0.0, math.inf, float(guess)
-    if rises(eta):  # too far: halve until one step no longer raises the loss
-        upper = eta
-        while evals < max_evals:
-            eta /= 2
-            if not rises(eta):
-                lower = eta
-                break
-            upper = eta
-    else:  # not far enough: double until it does
-        lower = eta
-        while evals < max_evals:
-            eta *= 2
-            if rises(eta):
-                upper = eta
-                break
-            lower = eta
-    while lower > 0 and not math.isinf(upper) and 1 - lower / upper > tol and evals < max_evals:
-        mid = 0.5 * (lower + upper)
-        if rises(mid):
-            upper = mid
-        else:
-            lower = mid
+    trials = _Trials(_loss_along(loss_fn), params, batch, direction, float(loss0), evals)
+    lower, upper = _bracket(trials, float(guess), max_evals)
+    lower, upper = _bisect(trials, lower, upper, tol, max_evals)
     critical = 0.5 * (lower + upper) if lower > 0 and not math.isinf(upper) else math.nan
     return CriticalSharpness(2.0 / critical if critical == critical else math.nan, critical,
-                             lower, upper, base, evals)
-
+                             lower, upper, trials.base, trials.evals)

@@ -7,7 +7,37 @@ the symmetric P^{-1/2} H P^{-1/2} (the same spectrum). This module gives
 
 - :func:`adam_preconditioner` — P from an optax Adam / AdamW / NAdam / RMSProp state, and
 - ``inverse_sqrt`` (private) — the checks on a user's P and the scale S = P^{-1/2} that the curvature
-  probes wrap around their operator product (``landscape.probes._curvature``).
+  probes wrap around their operator product (:mod:`landscape.probes._operators`).
+
+**Adam** (``kind="adam"``), as Cohen et al. (2022) write Adam's preconditioner and as their code
+(google/init2winit ``hessian/precondition.py``) computes it from an optax state::
+
+    P = √(v̂ + eps_root) + ε,    v̂ = ν / (1 − β₂^t),
+
+with ν the state's second moment and t = the state's ``count``. optax's ``count`` is the number
+of updates applied so far and ν is ν_t after the t-th one, so this P is exactly the denominator
+of the last update optax made (``scale_by_adam``: m̂ / (√(v̂ + eps_root) + eps), the same
+``optax.tree.bias_correction``): with the defaults ``eps_root = 0``, P = √v̂ + ε (ε outside
+the root, like optax's ``eps``; ``eps_root`` is optax's term inside it). With ``b1`` given, the
+first-moment bias correction is folded in too, P = (1 − β₁^t)(√(v̂ + eps_root) + ε), so that
+Adam's step reads θ ← θ − η P⁻¹ m with the *uncorrected* m (the preconditioned-momentum form
+whose stability threshold is (2 + 2β₁)/((1 − β₁)η) = 38/η at β₁ = 0.9); the factor → 1 after
+a few hundred steps (β₁^t < 1e-4 for t ≥ 88 at β₁ = 0.9).
+
+**RMSProp** (``kind="rmsprop"``): P = √(ν + eps_root) + ε (Cohen et al.'s RMSProp: √ν + ε), with
+ν / (1 − b2^t) instead of ν when the state counts steps (``scale_by_rms(bias_correction=True)``:
+pass its ``decay`` as ``b2``). optax's ``rmsprop`` defaults to ``eps_in_sqrt=True``, i.e. a
+denominator √(ν + eps): to get the P it actually used, pass ``eps=0.0, eps_root=<its eps>``.
+
+AdamW's decoupled weight decay (θ ← θ − ηλθ) is not preconditioned and is not part of P.
+
+Reference: Cohen, Ghorbani, Krishnan, Agarwal, Medapati, Badura, Suo, Cardoze, Nado, Dahl, Gilmer
+(2022), "Adaptive Gradient Methods at the Edge of Stability", arXiv 2207.14484: their definition
+of Adam's and RMSProp's preconditioner P_t (background section, where the methods are written as
+preconditioned gradient descent / momentum; the equation number could not be checked against the
+paper when this was written), their preconditioned sharpness λ₁(P⁻¹H), and their code,
+google/init2winit ``hessian/precondition.py`` (this exact formula); Kingma & Ba (2015),
+Algorithm 1 (the bias corrections).
 
 Example::
 
@@ -29,6 +59,7 @@ import numpy as np
 import optax
 from optax._src.transform import ScaleByRmsWithCountState  # not re-exported by optax 0.2.8
 
+from landscape.probes._checks import _is_traced
 from landscape.probes._types import PyTree
 
 __all__ = ["PRECONDITIONER_KINDS", "adam_preconditioner"]
@@ -43,10 +74,6 @@ _INJECT_STATES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsS
 _SUPPORTED = ("optax.ScaleByAdamState (kind='adam': adam, adamw, nadam, nadamw, scale_by_adam), "
               "optax.ScaleByRmsState / ScaleByRmsWithCountState (kind='rmsprop': rmsprop, "
               "scale_by_rms)")
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 def _find_states(tree, wanted, hyperparams=None):
@@ -68,84 +95,15 @@ def _check_recorded(hyperparams, given: dict) -> None:
     """Refuse hyperparameters that disagree with those recorded by ``inject_hyperparams``."""
     for name, value in given.items():
         recorded = (hyperparams or {}).get(name)
-        if recorded is None or not _is_concrete(recorded):
+        if recorded is None or _is_traced(recorded):
             continue
         if not math.isclose(float(recorded), value, rel_tol=1e-6, abs_tol=1e-12):
             raise ValueError(f"{name}={value!r} but the optimizer state records {name}="
                              f"{float(recorded)!r} (inject_hyperparams); pass {name}={float(recorded)!r}.")
 
 
-def adam_preconditioner(
-    opt_state: PyTree,
-    *,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    eps_root: float = 0.0,
-    b1: float | None = None,
-    kind: str = "adam",
-) -> PyTree:
-    """The diagonal preconditioner P of Adam (AdamW, NAdam) or RMSProp, from its optax state.
-
-    Adam (``kind="adam"``), as Cohen et al. (2022) write Adam's preconditioner and as their code
-    (google/init2winit ``hessian/precondition.py``) computes it from an optax state::
-
-        P = √(v̂ + eps_root) + ε,    v̂ = ν / (1 − β₂^t),
-
-    with ν the state's second moment and t = the state's ``count``. optax's ``count`` is the number
-    of updates applied so far and ν is ν_t after the t-th one, so this P is exactly the denominator
-    of the last update optax made (``scale_by_adam``: m̂ / (√(v̂ + eps_root) + eps), the same
-    ``optax.tree.bias_correction``): with the defaults ``eps_root = 0``, P = √v̂ + ε (ε outside
-    the root, like optax's ``eps``; ``eps_root`` is optax's term inside it). With ``b1`` given, the
-    first-moment bias correction is folded in too, P = (1 − β₁^t)(√(v̂ + eps_root) + ε), so that
-    Adam's step reads θ ← θ − η P⁻¹ m with the *uncorrected* m (the preconditioned-momentum form
-    whose stability threshold is (2 + 2β₁)/((1 − β₁)η) = 38/η at β₁ = 0.9); the factor → 1 after
-    a few hundred steps (β₁^t < 1e-4 for t ≥ 88 at β₁ = 0.9).
-
-    RMSProp (``kind="rmsprop"``): P = √(ν + eps_root) + ε (Cohen et al.'s RMSProp: √ν + ε), with
-    ν / (1 − b2^t) instead of ν when the state counts steps (``scale_by_rms(bias_correction=True)``:
-    pass its ``decay`` as ``b2``). optax's ``rmsprop`` defaults to ``eps_in_sqrt=True``, i.e. a
-    denominator √(ν + eps): to get the P it actually used, pass ``eps=0.0, eps_root=<its eps>``.
-
-    AdamW's decoupled weight decay (θ ← θ − ηλθ) is not preconditioned and is not part of P.
-
-    Args:
-      opt_state: an optax state holding exactly one state of ``kind`` anywhere inside
-        (``optax.chain``, ``inject_hyperparams``, ``adamw``'s chain, ``MultiSteps``…), or that
-        state itself. Its ν must be shaped like the params (not ``optax.masked``'s partial ν).
-      b2, eps, eps_root: the optimizer's β₂ (RMSProp with bias correction: its ``decay``), ε and
-        optax ``eps_root``: they are not stored in the state, so they must match the optimizer's;
-        when an enclosing ``inject_hyperparams`` state records them, a mismatch raises.
-      b1: optional β₁, to fold (1 − β₁^t) into P (Adam only; see above).
-      kind: ``"adam"`` (``ScaleByAdamState``) or ``"rmsprop"`` (``ScaleByRmsState``,
-        ``ScaleByRmsWithCountState``).
-
-    Returns:
-      P, a pytree like ν (so like params), in ν's dtype.
-
-    Raises:
-      ValueError: no state of ``kind`` (the message lists the supported ones), several of them,
-        a bad ``kind``, hyperparameters that disagree with recorded ones, or ``count == 0`` where
-        a bias correction is applied (no update yet: v̂ = 0/0). Under ``jax.jit`` (a traced
-        ``count``) that last one is not checked and gives NaN.
-
-    Reference:
-      Cohen, Ghorbani, Krishnan, Agarwal, Medapati, Badura, Suo, Cardoze, Nado, Dahl, Gilmer (2022),
-      "Adaptive Gradient Methods at the Edge of Stability", arXiv 2207.14484: their definition
-      of Adam's and RMSProp's preconditioner P_t (background section, where the methods are written
-      as preconditioned gradient descent / momentum; the equation number could not be checked
-      against the paper when this was written), their preconditioned sharpness λ₁(P⁻¹H), and
-      their code, google/init2winit ``hessian/precondition.py`` (this exact formula); Kingma & Ba
-      (2015), Algorithm 1 (the bias corrections).
-
-    Example::
-
-        >>> params = {"w": jnp.array([1.0, -2.0])}
-        >>> opt = optax.adamw(0.1)
-        >>> state = opt.init(params)
-        >>> _, state = opt.update({"w": jnp.array([3.0, 4.0])}, state, params)
-        >>> adam_preconditioner(state, eps=0.0)["w"].tolist()   # t = 1: √(g²) = |g|
-        [3.0, 4.0]
-    """
+def _the_state(opt_state: PyTree, kind: str, b1: float | None):
+    """``(state, hyperparams)``: the one state of ``kind`` in ``opt_state`` (else a ValueError)."""
     if kind not in PRECONDITIONER_KINDS:
         raise ValueError(f"kind must be one of {PRECONDITIONER_KINDS}; got {kind!r}.")
     found = list(_find_states(opt_state, _STATES[kind]))
@@ -157,7 +115,52 @@ def adam_preconditioner(
                          "the one whose preconditioner you want.")
     if b1 is not None and kind != "adam":
         raise ValueError("b1 folds Adam's first-moment bias correction into P: kind='adam' only.")
-    state, hyperparams = found[0]
+    return found[0]
+
+
+def adam_preconditioner(opt_state: PyTree, *, b2: float = 0.999, eps: float = 1e-8,
+                        eps_root: float = 0.0, b1: float | None = None,
+                        kind: str = "adam") -> PyTree:
+    """The diagonal preconditioner P of Adam (AdamW, NAdam) or RMSProp, from its optax state.
+
+        Adam:     P = √(v̂ + eps_root) + ε,   v̂ = ν / (1 − β₂^t)   [× (1 − β₁^t) with ``b1``]
+        RMSProp:  P = √(ν + eps_root) + ε    (ν / (1 − b2^t) when the state counts steps)
+
+    with ν the state's second moment and t its ``count``: exactly the denominator of the last
+    update optax made (details, RMSProp's ``eps_in_sqrt``, AdamW: the module docstring).
+
+    Args:
+      opt_state: an optax state holding exactly one state of ``kind`` anywhere inside
+        (``optax.chain``, ``inject_hyperparams``, ``adamw``'s chain, ``MultiSteps``…), or that
+        state itself. Its ν must be shaped like the params (not ``optax.masked``'s partial ν).
+      b2, eps, eps_root: the optimizer's β₂ (RMSProp with bias correction: its ``decay``), ε and
+        optax ``eps_root``: they are not stored in the state, so they must match the optimizer's;
+        when an enclosing ``inject_hyperparams`` state records them, a mismatch raises.
+      b1: optional β₁, to fold (1 − β₁^t) into P (Adam only).
+      kind: ``"adam"`` (``ScaleByAdamState``) or ``"rmsprop"`` (``ScaleByRmsState``,
+        ``ScaleByRmsWithCountState``).
+
+    Returns:
+      P, a pytree like ν (so like params), in ν's dtype.
+
+    Raises:
+      ValueError: no state of ``kind`` (the message lists the supported ones) or several, a bad
+        ``kind``, hyperparameters that disagree with recorded ones, or ``count == 0`` under a bias
+        correction (no update yet: v̂ = 0/0; under ``jax.jit`` not checked, and NaN).
+
+    Reference:
+      Cohen et al. (2022), arXiv 2207.14484 (the module docstring); Kingma & Ba (2015), Alg. 1.
+
+    Example::
+
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> opt = optax.adamw(0.1)
+        >>> state = opt.init(params)
+        >>> _, state = opt.update({"w": jnp.array([3.0, 4.0])}, state, params)
+        >>> adam_preconditioner(state, eps=0.0)["w"].tolist()   # t = 1: √(g²) = |g|
+        [3.0, 4.0]
+    """
+    state, hyperparams = _the_state(opt_state, kind, b1)
     # (not getattr(state, "count"): every NamedTuple has a tuple.count method)
     nu, count = state.nu, (state.count if "count" in state._fields else None)
     if kind == "adam":
@@ -166,7 +169,7 @@ def adam_preconditioner(
     elif count is not None:
         _check_recorded(hyperparams, {"decay": b2})
     if count is not None:
-        if _is_concrete(count) and int(count) == 0:
+        if not _is_traced(count) and int(count) == 0:
             raise ValueError("the optimizer state's count is 0: no update has been applied yet, "
                              "so ν = 0 and the bias-corrected v̂ = 0/0 is undefined.")
         nu = optax.tree.bias_correction(nu, b2, count)
@@ -244,7 +247,7 @@ def inverse_sqrt(params: PyTree, preconditioner: PyTree, dtype) -> PyTree:
     entry that is zero, negative or not finite gives a NaN scale, so every result is NaN.
     """
     leaves = _check_structure(params, preconditioner)
-    if all(_is_concrete(q) for q in leaves):
+    if not _is_traced(leaves):
         _check_values(params, leaves)
     scale = _inverse_sqrt_impl([jnp.asarray(q) for q in leaves], jnp.dtype(dtype))
     return jax.tree.unflatten(jax.tree.structure(params), scale)

@@ -12,9 +12,34 @@ g = ∇L(θ) on a minibatch, the probe looks at the points θ − η·d for a ra
 The best-known public notebook reproducing Fig. 4c forgets to divide by the distance ‖η d‖₂
 (it plots max_η ‖∇L(θ − η d) − g‖₂); this module divides.
 
+**Which η enter β.** Entries with |η_k|·‖d‖₂ = 0 are 0/0 and left out of the max, and so are
+entries whose gradient change is not clearly above the rounding floor (more than ``floor_factor``
+floors, :mod:`landscape.probes._precision`): for small η the two gradients agree in most of their
+digits and their difference is rounding, which the max over η would otherwise report as β
+(float32 deep linear net: 1.7× too large). ``beta_included`` marks the entries used. If none is,
+``effective_beta`` is NaN. A NaN loss or gradient change at an included point (a diverged point)
+gives NaN. The floor costs one more gradient. Whenever no η clears the floor, β is NaN and
+``beta_included`` is all False — the record's ``num_beta_excluded`` says so.
+
+**Dtypes.** Results are in the params' float dtype (float32 → float32, float64 → float64). Each
+probed point keeps every leaf's own dtype, except that bfloat16/float16 parameters are probed in
+float32 copies (:mod:`landscape.probes._precision`, "Low precision").
+
+**Layout and compilation.** The K evaluations are laid out by ``strategy``
+(:mod:`landscape.probes._strategy`, "Points"): ``"unroll"``, ``"vmap"``, ``"map"`` or ``"auto"``
+(``"vmap"`` on GPU/TPU, ``"unroll"`` on CPU, and ``"vmap"`` whenever ``chunk_size`` is given).
+With a ``mesh`` the K points are spread over its devices (the *points* layout,
+:func:`landscape.parallel.spread_points`: each device evaluates ⌈K/n⌉ step sizes on the whole
+minibatch); without one, a minibatch sharded over devices gives the *data* layout (every point on
+every device, each on its share of the batch). :func:`step_probe` is jitted internally, keyed on
+``loss_fn`` (which must be hashable; pass the same function object each time, not a fresh lambda,
+or build a probe once with :func:`make_step_probe`); it also works inside an outer ``jax.jit``,
+e.g. ``jax.jit(step_probe, static_argnums=0, static_argnames=("strategy", "chunk_size"))``.
+:func:`step_probe_fn` gives the same probe unjitted, to trace inside a compiled training step.
+
 Every function takes the toolkit's one loss signature, ``loss_fn(params, batch) -> scalar``, with
-``params`` and ``batch`` arbitrary pytrees. The probe functions are pure and jit-compatible (except
-:func:`noise_floor`, which must see two separate dispatches) and never print.
+``params`` and ``batch`` arbitrary pytrees. The probe functions are pure and jit-compatible and
+never print.
 
 Example::
 
@@ -32,35 +57,38 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
 from jax.sharding import Mesh
 
-from landscape.choices import PROBE_STRATEGIES, check_number
+from landscape.choices import check_number
 from landscape.parallel import spread_points
+from landscape.probes._checks import _check_direction
+from landscape.probes._precision import (_FLOOR_ULPS, _check_floor_eps, _evaluation_floor,
+                                         _result_dtype, _rounding_perturbation, _tree_norm,
+                                         _widen_low_precision)
+from landscape.probes._strategy import _compiled, _resolve_point_strategy, map_with_strategy
 from landscape.probes._types import LossFn, PyTree
 
 __all__ = [
     "DEFAULT_FLOOR_FACTOR",
-    "STRATEGIES",
     "GradNorms",
     "StepProbe",
     "grad_norms",
     "lr_multiples",
     "make_step_probe",
-    "noise_floor",
     "step_probe",
+    "step_probe_fn",
     "summarize",
 ]
 
-
-#: Accepted values of the ``strategy`` argument of :func:`step_probe` / :func:`make_step_probe`.
-STRATEGIES = PROBE_STRATEGIES
+#: Default ``floor_factor``: an η enters the effective β only when its gradient change exceeds this
+#: many rounding floors (then rounding moves the ratio by ≲ 1/floor_factor, and typically by its square).
+DEFAULT_FLOOR_FACTOR = 10.0
 
 
 class StepProbe(NamedTuple):
@@ -110,221 +138,67 @@ class GradNorms(NamedTuple):
 
 
 # ----------------------------------------------------------------------------------------------
-# dtype and validation helpers
+# the traced probe
 
 
-def _result_dtype(params: PyTree) -> jnp.dtype:
-    """The dtype results are reported in: the params' float dtype, at least float32.
-
-    float32 params → float32, float64 params → float64; bfloat16/float16 params are accumulated and
-    reported in float32. Mixed float dtypes use their promotion (e.g. float32 + float64 → float64).
-    """
-    dtypes = [
-        jnp.result_type(leaf)
-        for leaf in jax.tree.leaves(params)
-        if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
-    ]
-    if not dtypes:
-        raise ValueError("params must contain at least one floating-point leaf to differentiate.")
-    return jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)
-
-
-def _tree_norm(tree: PyTree, dtype) -> jax.Array:
-    """‖tree‖₂, accumulated in ``dtype`` (at least float32)."""
-    return optax.tree.norm(optax.tree.cast(tree, dtype)).astype(dtype)
-
-
-def _resolve_strategy(strategy: str, chunk_size: int | None) -> str:
-    """Validates ``strategy``/``chunk_size`` and maps ``"auto"`` to a concrete strategy."""
-    if strategy not in STRATEGIES:
+def _check_step_sizes(step_sizes: jax.Array) -> jax.Array:
+    step_sizes = jnp.asarray(step_sizes)
+    if step_sizes.ndim != 1 or step_sizes.shape[0] < 1:
         raise ValueError(
-            f"strategy must be one of {', '.join(repr(s) for s in STRATEGIES)}; got {strategy!r}."
+            f"step_sizes must be a 1-D array with at least one entry; got shape {step_sizes.shape}."
         )
-    if chunk_size is not None:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-            raise ValueError(f"chunk_size must be a positive int or None; got {chunk_size!r}.")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive int or None; got {chunk_size!r}.")
-        if strategy == "unroll":
-            raise ValueError(
-                "chunk_size applies to strategy 'vmap' or 'map' (it bounds how many points are "
-                "evaluated at once); 'unroll' always writes out all K evaluations."
-            )
-    if strategy == "auto":
-        # A chunk size asks for bounded memory, which only the mapped strategies give.
-        if chunk_size is not None or jax.default_backend() != "cpu":
-            return "vmap"
-        return "unroll"
-    return strategy
+    return step_sizes
 
 
-def map_with_strategy(at: Callable[[jax.Array], Any], points: jax.Array, strategy: str,
-                      chunk_size: int | None = None) -> Any:
-    """``at`` over the rows of ``points``, stacked, laid out by a resolved ``strategy``:
-    ``"unroll"`` (one call per row, written out), ``"vmap"``, or ``"map"`` (``lax.map``; with
-    ``chunk_size``, vmapped chunks of that many rows — also how ``"vmap"`` with a chunk runs)."""
-    if strategy == "unroll":
-        return jax.tree.map(lambda *rows: jnp.stack(rows),
-                            *[at(points[k]) for k in range(points.shape[0])])
-    if strategy == "vmap" and chunk_size is None:
-        return jax.vmap(at)(points)
-    return jax.lax.map(at, points, batch_size=chunk_size)
-
-
-def _check_direction(params: PyTree, direction: PyTree, what: str = "direction") -> None:
-    p_struct, d_struct = jax.tree.structure(params), jax.tree.structure(direction)
-    if p_struct != d_struct:
-        raise ValueError(
-            f"{what} must have the same pytree structure as params; got {d_struct} "
-            f"for params {p_struct}."
-        )
-    for p, d in zip(jax.tree.leaves(params), jax.tree.leaves(direction)):
-        if jnp.shape(p) != jnp.shape(d):
-            raise ValueError(
-                f"{what} leaf shapes must match params; got {jnp.shape(d)} for a params leaf "
-                f"of shape {jnp.shape(p)}."
-            )
-
-
-# ----------------------------------------------------------------------------------------------
-# step probe
-
-
-# Explicit significand bits of the operand rounding behind a 32-bit matmul/convolution, by
-# ``jax_default_matmul_precision`` level (rows) and platform (columns; TF32 needs an Ampere+ GPU).
-_LEVELS = {"default": "default", "fastest": "default", "bfloat16": "default",
-           "high": "high", "tensorfloat32": "high", "bfloat16_3x": "high",
-           "highest": "highest", "float32": "highest"}
-_LEVEL_BITS = {"cpu": {"default": 23, "high": 23, "highest": 23},
-               "gpu": {"default": 10, "high": 10, "highest": 23},
-               "tpu": {"default": 7, "high": 16, "highest": 23}}
-# dot-algorithm presets (``jax.lax.DotAlgorithmPreset`` names) fix the operand rounding themselves
-_ALGORITHM_BITS = {"F32_F32_F32": 23, "TF32_TF32_F32": 10, "TF32_TF32_F32_X3": 21,
-                   "BF16_BF16_F32": 7, "BF16_BF16_F32_X3": 16, "BF16_BF16_F32_X6": 23,
-                   "BF16_BF16_F32_X9": 23, "BF16_BF16_BF16": 7, "F16_F16_F16": 10,
-                   "F16_F16_F32": 10, "F64_F64_F64": 52, "ANY_F8_ANY_F8_F32": 3,
-                   "ANY_F8_ANY_F8_F32_FAST_ACCUM": 3, "ANY_F8_ANY_F8_ANY": 3}
-
-
-def arithmetic_eps(dtype: Any = jnp.float32, *, platform: str | None = None,
-                   precision: Any = None, compute_capability: str | None = None) -> float:
-    """Relative resolution ε of the arithmetic that ``dtype`` matmuls and convolutions run in.
-
-    ε = 2^−m for m explicit significand bits of the operands the hardware multiplies: the dtype's own
-    ``finfo(dtype).eps`` (float64 2^−52, float32 2^−23, bfloat16 2^−7) unless JAX computes 32-bit
-    matmuls more coarsely. By default it does on accelerators: TF32 (m = 10, ε ≈ 9.8e-4) on NVIDIA
-    Ampere and newer GPUs and one bfloat16 pass (m = 7) on TPUs; ``"highest"`` means true float32,
-    and XLA:CPU always computes float32. Passed as the step probe's ``floor_eps``, it makes the
-    rounding floor measure the noise of the arithmetic actually used: a float32 ulp is below TF32's
-    resolution, and its floor misses most of TF32's rounding. Platforms other than CPU, GPU and TPU
-    are taken to compute like the CPU.
-
-    Args:
-      dtype: the parameters' float dtype.
-      platform: ``"cpu"``, ``"gpu"`` (also ``"cuda"``/``"rocm"``) or ``"tpu"``; default
-        ``jax.default_backend()``.
-      precision: a ``jax_default_matmul_precision`` value (``"default"``, ``"high"``,
-        ``"highest"``, ``"bfloat16"``, ``"tensorfloat32"``, ``"float32"``, ``"fastest"``), a
-        ``jax.lax.Precision``, or a ``DotAlgorithmPreset`` (or its name); default: the current
-        ``jax.config.jax_default_matmul_precision``. A model that passes its own ``precision=`` to
-        its layers is not seen here: give the step probe ``floor_eps`` yourself.
-      compute_capability: a CUDA GPU's ``"major.minor"`` (TF32 needs ≥ 8.0); default: read from
-        the first device when ``platform`` is the default backend, and TF32 assumed when unknown.
-
-    Returns:
-      ε as a Python float, never below ``finfo(dtype).eps``.
-
-    Raises:
-      ValueError: an unknown precision name.
-
-    Example::
-
-        >>> arithmetic_eps(jnp.float32, platform="gpu", precision="default") == 2.0 ** -10
-        True
-        >>> arithmetic_eps(jnp.float32, platform="cpu") == 2.0 ** -23
-        True
-    """
-    dtype = jnp.dtype(dtype)
-    own = float(jnp.finfo(dtype).eps)
-    if dtype.itemsize != 4:  # the precision setting governs 32-bit inputs only
-        return own
-    platform = (platform or jax.default_backend()).lower()
-    platform = "gpu" if platform in ("cuda", "rocm") else platform
-    if precision is None:
-        precision = jax.config.jax_default_matmul_precision
-    name = getattr(precision, "name", precision)
-    name = "default" if name is None else str(name)
-    if name.upper() in _ALGORITHM_BITS:
-        bits = _ALGORITHM_BITS[name.upper()]
-    elif name.lower() in _LEVELS:
-        bits = _LEVEL_BITS.get(platform, _LEVEL_BITS["cpu"])[_LEVELS[name.lower()]]
-        if platform == "gpu" and bits == 10 and not _has_tf32(platform, compute_capability):
-            bits = 23
+def _start(loss_fn: LossFn, params: PyTree, batch: PyTree, direction: PyTree,
+           value_and_grad: tuple[jax.Array, PyTree] | None) -> tuple[jax.Array, PyTree, PyTree]:
+    """``(L(θ), g, d)``: the loss and gradient at θ (computed, or a training step's own) and the
+    direction (g unless given), checked against ``params``."""
+    if value_and_grad is None:
+        loss0, grad = jax.value_and_grad(loss_fn)(params, batch)
+    else:  # fused with a training step that already computed L(θ) and g on this batch
+        loss0, grad = value_and_grad
+        _check_direction(params, grad, what="value_and_grad's gradient")
+    if direction is None:
+        direction = grad
     else:
-        raise ValueError(f"precision={precision!r} is not a matmul precision JAX knows; use one of "
-                         f"{', '.join(_LEVELS)} or a DotAlgorithmPreset name")
-    if platform == "cpu":
-        bits = 23  # XLA:CPU multiplies float32 in float32 whatever is asked (measured, jax 0.10)
-    return max(own, 2.0 ** -bits)
+        _check_direction(params, direction)
+    return loss0, grad, direction
 
 
-def _has_tf32(platform: str, compute_capability: str | None) -> bool:
-    """Whether a GPU multiplies float32 in TF32 by default (CUDA compute capability ≥ 8.0)."""
-    if compute_capability is None and platform == jax.default_backend():
-        compute_capability = getattr(jax.devices()[0], "compute_capability", None)
-    try:
-        return compute_capability is None or float(compute_capability) >= 8.0
-    except (TypeError, ValueError):
-        return True  # unknown: assume the coarser arithmetic (a larger, safe floor)
+def _grad_change(grad_moved: PyTree, grad_acc: PyTree, dtype) -> jax.Array:
+    """‖∇L(θ') − g‖₂, accumulated in ``dtype`` (``grad_acc``: g already in ``dtype``)."""
+    return optax.tree.norm(optax.tree.sub(optax.tree.cast(grad_moved, dtype), grad_acc))
 
 
-def _rounding_perturbation(params: PyTree, ulps: float, eps: float | None = None) -> PyTree:
-    """δ with δ_i = ±ulps·ε·|θ_i| (a fixed sign pattern): a few units of the arithmetic's resolution.
+def _along(loss_fn: LossFn, strategy: str, chunk_size: int | None, mesh: Mesh | None, dtype,
+           params: PyTree, batch: PyTree, step_sizes: jax.Array, direction: PyTree,
+           grad_acc: PyTree) -> tuple[jax.Array, jax.Array]:
+    """(K,) losses L(θ − η_k d) and (K,) gradient changes, laid out by ``strategy`` (and over
+    ``mesh``'s devices when given: each device evaluates K/n step sizes on the whole minibatch)."""
+    loss_and_grad = jax.value_and_grad(loss_fn)
 
-    ε is ``max(finfo(leaf).eps, eps)``; ``eps=None`` takes each leaf's own ``finfo(leaf).eps``
-    (one ulp of the storage dtype).
-    """
-    leaves, treedef = jax.tree.flatten(params)
-    out = []
-    for i, leaf in enumerate(leaves):
-        dtype = jnp.result_type(leaf)
-        if not jnp.issubdtype(dtype, jnp.floating):
-            out.append(leaf)
-            continue
-        leaf_eps = max(float(jnp.finfo(dtype).eps), eps or 0.0)
-        signs = jax.random.rademacher(jax.random.fold_in(jax.random.key(0x5EED), i),
-                                      jnp.shape(leaf), dtype=dtype)
-        out.append(leaf + signs * (ulps * leaf_eps) * jnp.abs(leaf))
-    return jax.tree.unflatten(treedef, out)
+    def evaluate(etas: jax.Array, params, batch, direction, grad_acc):
+        """(loss, grad_change) at θ − η d for every η of ``etas`` (this device's share)."""
+        def at(eta: jax.Array) -> tuple[jax.Array, jax.Array]:
+            # θ − η d, each leaf kept in its own dtype.
+            moved = optax.tree.cast_like(optax.tree.add_scale(params, -eta, direction), params)
+            loss, grad_moved = loss_and_grad(moved, batch)
+            return jnp.asarray(loss, dtype), _grad_change(grad_moved, grad_acc, dtype).astype(dtype)
 
+        return map_with_strategy(at, etas, strategy, chunk_size)
 
-def _widen(tree: PyTree) -> PyTree:
-    return jax.tree.map(lambda x: x.astype(jnp.float32) if jnp.issubdtype(jnp.result_type(x), jnp.floating)
-                        and jnp.dtype(jnp.result_type(x)).itemsize < 4 else x, tree)
+    return spread_points(evaluate, step_sizes, params, batch, direction, grad_acc, mesh=mesh)
 
 
-def _widen_low_precision(params: PyTree, direction: PyTree, value_and_grad):
-    """bfloat16/float16 parameters are probed in float32 copies (see :func:`step_probe`)."""
-    narrow = any(jnp.issubdtype(jnp.result_type(x), jnp.floating)
-                 and jnp.dtype(jnp.result_type(x)).itemsize < 4 for x in jax.tree.leaves(params))
-    if not narrow:
-        return params, direction, value_and_grad
-    if value_and_grad is not None:
-        value_and_grad = (value_and_grad[0], _widen(value_and_grad[1]))
-    return _widen(params), None if direction is None else _widen(direction), value_and_grad
-
-
-def _evaluation_floor(grad: PyTree, params: PyTree, floor_eps: float | None, dtype) -> jax.Array:
-    """ε·‖g‖₂: one unit of the arithmetic's resolution in every entry of g.
-
-    A gradient is only known to ≈ ε|g_i| per entry (its own rounding, whatever θ does), so two
-    gradients that differ by less than that are equal within their evaluation. ε is the coarsest
-    of the parameters' own resolution (for a float32 leaf: the arithmetic its matmuls run in,
-    :func:`arithmetic_eps`, e.g. TF32 on Ampere GPUs) and ``floor_eps``.
-    """
-    eps = max([arithmetic_eps(jnp.result_type(p)) for p in jax.tree.leaves(params)
-               if jnp.issubdtype(jnp.result_type(p), jnp.floating)] + [floor_eps or 0.0])
-    return (eps * optax.tree.norm(grad)).astype(dtype)
+def _rounding_floor(loss_fn: LossFn, floor_factor: float, floor_eps: float | None, dtype,
+                    params: PyTree, batch: PyTree, grad_acc: PyTree) -> jax.Array:
+    """``grad_change_floor``: max(sensitivity, evaluation floor), NaN when ``floor_factor`` = 0."""
+    if not floor_factor > 0:
+        return jnp.full((), jnp.nan, dtype)
+    perturbed = _rounding_perturbation(params, _FLOOR_ULPS, floor_eps)
+    sensitivity = _grad_change(jax.grad(loss_fn)(perturbed, batch), grad_acc, dtype).astype(dtype)
+    return jnp.maximum(sensitivity, _evaluation_floor(grad_acc, params, floor_eps, dtype))
 
 
 def _effective_beta(loss, grad_change, distance, floor, floor_factor: float):
@@ -353,54 +227,17 @@ def _step_probe_impl(
     direction: PyTree = None,
     value_and_grad: tuple[jax.Array, PyTree] | None = None,
 ) -> StepProbe:
-    """The traced body shared by :func:`step_probe` and :func:`make_step_probe`."""
+    """The traced body of :func:`step_probe`, :func:`make_step_probe` and :func:`step_probe_fn`."""
     params, direction, value_and_grad = _widen_low_precision(params, direction, value_and_grad)
     dtype = _result_dtype(params)
-    step_sizes = jnp.asarray(step_sizes)
-    if step_sizes.ndim != 1 or step_sizes.shape[0] < 1:
-        raise ValueError(
-            f"step_sizes must be a 1-D array with at least one entry; got shape {step_sizes.shape}."
-        )
-    step_sizes = step_sizes.astype(dtype)
-
-    loss_and_grad = jax.value_and_grad(loss_fn)
-    if value_and_grad is None:
-        loss0, grad = loss_and_grad(params, batch)
-    else:  # fused with a training step that already computed L(θ) and g on this batch
-        loss0, grad = value_and_grad
-        _check_direction(params, grad, what="value_and_grad's gradient")
-    if direction is None:
-        direction = grad
-    else:
-        _check_direction(params, direction)
+    step_sizes = _check_step_sizes(step_sizes).astype(dtype)
+    loss0, grad, direction = _start(loss_fn, params, batch, direction, value_and_grad)
     grad_acc = optax.tree.cast(grad, dtype)
-
-    def change_from(grad_moved: PyTree, grad_acc: PyTree) -> jax.Array:
-        return optax.tree.norm(optax.tree.sub(optax.tree.cast(grad_moved, dtype), grad_acc))
-
-    def evaluate(etas: jax.Array, params, batch, direction, grad_acc):
-        """(loss, grad_change) at θ − η d for every η of ``etas`` (this device's share)."""
-        def at(eta: jax.Array) -> tuple[jax.Array, jax.Array]:
-            # θ − η d, each leaf kept in its own dtype.
-            moved = optax.tree.cast_like(optax.tree.add_scale(params, -eta, direction), params)
-            loss, grad_moved = loss_and_grad(moved, batch)
-            return jnp.asarray(loss, dtype), change_from(grad_moved, grad_acc).astype(dtype)
-
-        return map_with_strategy(at, etas, strategy, chunk_size)
-
-    # points layout (a mesh): each device evaluates K/n step sizes on the whole minibatch
-    loss, grad_change = spread_points(evaluate, step_sizes, params, batch, direction, grad_acc,
-                                      mesh=mesh)
-
-    if floor_factor > 0:
-        perturbed = _rounding_perturbation(params, _FLOOR_ULPS, floor_eps)
-        sensitivity = change_from(jax.grad(loss_fn)(perturbed, batch), grad_acc).astype(dtype)
-        floor = jnp.maximum(sensitivity, _evaluation_floor(grad_acc, params, floor_eps, dtype))
-    else:
-        floor = jnp.full((), jnp.nan, dtype)
+    loss, grad_change = _along(loss_fn, strategy, chunk_size, mesh, dtype, params, batch,
+                               step_sizes, direction, grad_acc)
+    floor = _rounding_floor(loss_fn, floor_factor, floor_eps, dtype, params, batch, grad_acc)
     distance = jnp.abs(step_sizes) * _tree_norm(direction, dtype)
     effective_beta, included = _effective_beta(loss, grad_change, distance, floor, floor_factor)
-
     return StepProbe(
         step_sizes=step_sizes,
         loss0=jnp.asarray(loss0, dtype),
@@ -413,30 +250,18 @@ def _step_probe_impl(
     )
 
 
-#: Size of the parameter perturbation behind ``grad_change_floor``, in units in the last place.
-_FLOOR_ULPS = 1.0
-#: Default ``floor_factor``: an η enters the effective β only when its gradient change exceeds this
-#: many rounding floors (then rounding moves the ratio by ≲ 1/floor_factor, and typically by its square).
-DEFAULT_FLOOR_FACTOR = 10.0
+_step_probe_jit = _compiled(_step_probe_impl, 6)
 
 
-_step_probe_jit = jax.jit(_step_probe_impl, static_argnums=(0, 1, 2, 3, 4, 5))
+# ----------------------------------------------------------------------------------------------
+# the public probe, its jitted and unjitted builders
 
 
-def step_probe(
-    loss_fn: LossFn,
-    params: PyTree,
-    batch: PyTree,
-    step_sizes: jax.Array,
-    *,
-    direction: PyTree = None,
-    strategy: str = "auto",
-    chunk_size: int | None = None,
-    floor_factor: float = DEFAULT_FLOOR_FACTOR,
-    floor_eps: float | None = None,
-    value_and_grad: tuple[jax.Array, PyTree] | None = None,
-    mesh: Mesh | None = None,
-) -> StepProbe:
+def step_probe(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: jax.Array, *,
+               direction: PyTree = None, strategy: str = "auto", chunk_size: int | None = None,
+               floor_factor: float = DEFAULT_FLOOR_FACTOR, floor_eps: float | None = None,
+               value_and_grad: tuple[jax.Array, PyTree] | None = None,
+               mesh: Mesh | None = None) -> StepProbe:
     """Loss and gradient along θ − η·d for K step sizes (Santurkar et al. 2018, Fig. 4).
 
     With g = ∇L(θ) and d = ``direction`` (default g), for each η_k:
@@ -446,60 +271,24 @@ def step_probe(
         floor         = ‖∇L(θ ⊕ δ) − g‖₂,  δ_i = ±ε·|θ_i|   (rounding floor, same arithmetic)
         effective_β   = max_k grad_change_k / (|η_k| ‖d‖₂)   over k with grad_change_k > c·floor
 
-    Entries with |η_k|·‖d‖₂ = 0 are 0/0 and left out of the max, and so are entries whose gradient
-    change is not clearly above the rounding floor (c = ``floor_factor``): for small η the two
-    gradients agree in most of their digits and their difference is rounding, which the max over η
-    would otherwise report as β (float32 deep linear net: 1.7× too large). ``beta_included`` marks
-    the entries used. If none is, ``effective_beta`` is NaN. A NaN loss or gradient change at an
-    included point (a diverged point) gives NaN. Unlike the best-known public notebook, which
-    reports max_k grad_change_k, we divide by the distance. The floor costs one more gradient.
-
-    Results are in the params' float dtype (float32 → float32, float64 → float64). Each probed
-    point keeps every leaf's own dtype, except that **bfloat16/float16 parameters are probed in
-    float32 copies**: θ, d and g are widened to float32 and the points θ − ηd evaluated there (a
-    model that casts its parameters back down inside ``loss_fn`` still computes in its own
-    precision). In bfloat16 itself (ε = 2⁻⁷) the rounding floor exceeds every gradient change at
-    the paper's step sizes and β would be undefined (NaN) at every step; in float32 it is the
-    float32 smoothness of the same function. Whenever no η clears the floor, β is NaN and
-    ``beta_included`` is all False — the record's ``num_beta_excluded`` says so.
-
-    The computation is jitted internally, keyed on ``loss_fn`` (which must be hashable; pass the
-    same function object each time, not a fresh lambda, or build a probe once with
-    :func:`make_step_probe`). It also works inside an outer ``jax.jit``, e.g.
-    ``jax.jit(step_probe, static_argnums=0, static_argnames=("strategy", "chunk_size"))``.
+    (c = ``floor_factor``; which η enter, dtypes, layouts and jitting: the module docstring.)
 
     Args:
-      loss_fn: ``loss_fn(params, batch) -> scalar``; for BatchNorm nets, the batch-statistics loss
-        (train mode) with no side effects on running averages (REFERENCE, Fig. 4).
+      loss_fn: ``loss_fn(params, batch) -> scalar``, hashable; for BatchNorm nets, the
+        batch-statistics loss (train mode) with no side effects on running averages (Fig. 4).
       params: pytree θ.
       batch: pytree passed unchanged to ``loss_fn`` (the same minibatch as the step).
       step_sizes: (K,) absolute step sizes η, K ≥ 1, any order (results keep it), may contain 0.
         Negative η move along +d. See :func:`lr_multiples` for the paper's range.
-      direction: pytree like ``params``; default g = ∇L(θ). Gradient changes are still measured
-        against g.
-      strategy: how the K evaluations are laid out: ``"unroll"`` (K value-and-grad calls written
-        out in one traced function; fastest on CPU), ``"vmap"`` (``jax.vmap`` over η; fastest on
-        accelerators, K× the memory of one gradient), ``"map"`` (``jax.lax.map``: sequential, lowest
-        memory, slow on CPU), or ``"auto"`` (``"vmap"`` on GPU/TPU, ``"unroll"`` on CPU, and
-        ``"vmap"`` whenever ``chunk_size`` is given).
-      chunk_size: for ``"vmap"``/``"map"``: evaluate at most this many points at once, via
-        ``jax.lax.map(f, step_sizes, batch_size=chunk_size)``. Not accepted with ``"unroll"``.
-      floor_factor: c above; 0 skips the floor (no extra gradient; every η with a positive
-        distance enters the max, ``grad_change_floor`` is NaN).
-      floor_eps: ε above; default one ulp of the params' dtype (float32: 2^−23). Where the matmuls
-        run coarser than the dtype (TF32 on Ampere+ GPUs, bfloat16 on TPUs, by JAX's default),
-        ``floor_eps=arithmetic_eps(dtype)`` makes the floor measure that arithmetic's noise: the
-        default floor then misses most of it (CPU emulation of TF32: η with 29 % error entered β),
-        while the resolution floor is conservative (it bounds the worst case; it can leave out η
-        whose norms are within ~2 % of float64). ``--matmul-precision highest`` avoids the question.
-        Never below the dtype's own eps.
+      direction: pytree like ``params``; default g. Gradient changes are still measured against g.
+      strategy: ``"unroll"``, ``"vmap"``, ``"map"`` or ``"auto"``: how the K evaluations are laid out.
+      chunk_size: for ``"vmap"``/``"map"``: at most this many points at once (not with ``"unroll"``).
+      floor_factor: c above; 0 skips the floor (no extra gradient, ``grad_change_floor`` NaN).
+      floor_eps: ε above, never below the dtype's own eps; default one ulp of the params' dtype.
+        ``arithmetic_eps(dtype)`` measures the noise of coarser matmuls (TF32, bfloat16 passes).
       value_and_grad: ``(L(θ), g)`` already computed on this ``batch`` with this ``loss_fn`` (a
-        training step's own gradient): the probe then costs K (+1 for the floor) gradients, not
-        K + 1 (+1).
-      mesh: spread the K points over this mesh's n devices (the *points* layout,
-        :func:`landscape.parallel.spread_points`): each device evaluates ⌈K/n⌉ step sizes on the
-        whole minibatch with ``strategy``. Without it, a minibatch sharded over devices gives the
-        *data* layout (every point on every device, each on its share of the batch).
+        training step's own gradient): the probe then costs K (+1 for the floor) gradients.
+      mesh: spread the K points over this mesh's devices (the *points* layout).
 
     Returns:
       A :class:`StepProbe` with fields ``step_sizes`` (K,), ``loss0`` (), ``grad_norm`` (),
@@ -521,7 +310,7 @@ def step_probe(
         >>> float(r.effective_beta)   # ‖A g‖ / ‖g‖ = ‖(1, 9)‖ / ‖(1, 3)‖
         2.863...
     """
-    resolved = _resolve_strategy(strategy, chunk_size)
+    resolved = _resolve_point_strategy(strategy, chunk_size)
     floor_factor = float(check_number("floor_factor", floor_factor, minimum=0))
     floor_eps = _check_floor_eps(floor_eps)
     # Casting here keeps one jit cache entry whatever dtype the caller's step sizes have.
@@ -530,10 +319,58 @@ def step_probe(
                            batch, step_sizes, direction, value_and_grad)
 
 
-def _check_floor_eps(floor_eps: float | None) -> float | None:
-    if floor_eps is None:
-        return None
-    return float(check_number("floor_eps", floor_eps, minimum=0, maximum=1, strict=True))
+def step_probe_fn(
+    loss_fn: LossFn, *, strategy: str = "auto", chunk_size: int | None = None,
+    floor_factor: float = DEFAULT_FLOOR_FACTOR, mesh: Mesh | None = None,
+    floor_eps: float | None = None,
+) -> Callable[..., StepProbe]:
+    """The step probe of ``loss_fn`` as a pure, unjitted ``probe(params, batch, step_sizes,
+    direction=None, value_and_grad=None) -> StepProbe``, to trace inside your own compiled step.
+
+    The same computation as :func:`step_probe`, with g = ∇L(θ), d = ``direction`` (default g):
+
+        loss_k = L(θ − η_k d),   grad_change_k = ‖∇L(θ − η_k d) − g‖₂,
+        effective_β = max_k grad_change_k / (|η_k| ‖d‖₂)   over k clearly above the rounding floor,
+
+    with ``loss_fn``, ``strategy`` (``"auto"`` resolved now, on the current default backend),
+    ``chunk_size``, ``floor_factor``, ``mesh`` and ``floor_eps`` fixed. Not jitted: call it under
+    ``jax.jit`` (a training step that passes its own ``value_and_grad``), or use
+    :func:`make_step_probe` for a jitted one.
+
+    Args:
+      loss_fn, strategy, chunk_size, floor_factor, mesh, floor_eps: see :func:`step_probe`.
+
+    Returns:
+      The probe function (traceable, no side effects).
+
+    Reference:
+      Santurkar et al. (2018), Fig. 4, App. A.2.2.
+
+    Example::
+
+        probe = step_probe_fn(loss_fn)
+
+        @jax.jit
+        def train_step(params, batch):
+            loss, grad = jax.value_and_grad(loss_fn)(params, batch)
+            return probe(params, batch, lr_multiples(0.1), value_and_grad=(loss, grad))
+    """
+    resolved = _resolve_point_strategy(strategy, chunk_size)
+    floor_factor = float(check_number("floor_factor", floor_factor, minimum=0))
+    body = functools.partial(_step_probe_impl, loss_fn, resolved, chunk_size, floor_factor, mesh,
+                             _check_floor_eps(floor_eps))
+
+    def probe(params: PyTree, batch: PyTree, step_sizes: jax.Array, direction: PyTree = None,
+              value_and_grad: tuple[jax.Array, PyTree] | None = None):
+        return body(params, batch, step_sizes, direction, value_and_grad)
+
+    name = getattr(loss_fn, "__name__", "loss_fn")
+    probe.__name__ = probe.__qualname__ = f"step_probe[{name}]"
+    probe.__doc__ = (
+        f"step_probe of {name} (strategy {resolved!r}, chunk_size {chunk_size}): probe(params, "
+        "batch, step_sizes, direction=None, value_and_grad=None) -> StepProbe."
+    )
+    return probe
 
 
 def make_step_probe(
@@ -543,20 +380,17 @@ def make_step_probe(
 ) -> Callable[..., StepProbe]:
     """Builds a jitted ``probe(params, batch, step_sizes, direction=None) -> StepProbe``.
 
-    Same computation and arguments as :func:`step_probe`, with ``loss_fn``, ``strategy`` (``"auto"``
-    resolved now, on the current default backend), ``chunk_size``, ``floor_factor`` and ``floor_eps``
-    fixed. Build it once and call it
+    ``jax.jit`` of :func:`step_probe_fn`: the computation and arguments of :func:`step_probe`,
+    with ``loss_fn``, ``strategy`` (``"auto"`` resolved now, on the current default backend),
+    ``chunk_size``, ``floor_factor``, ``mesh`` and ``floor_eps`` fixed. Build it once and call it
     every step: it traces again only when shapes, dtypes or the pytree structure of its arguments
-    change (e.g. a new K, or ``direction`` switching between ``None`` and a pytree), never when only
-    values change.
+    change (e.g. a new K, or ``direction`` switching between ``None`` and a pytree), never when
+    only values change.
 
     Args:
       loss_fn: ``loss_fn(params, batch) -> scalar``.
       strategy: one of :data:`STRATEGIES`; see :func:`step_probe`.
-      chunk_size: see :func:`step_probe`.
-      floor_factor: see :func:`step_probe`.
-      mesh: see :func:`step_probe` (points over devices).
-      floor_eps: see :func:`step_probe`.
+      chunk_size, floor_factor, mesh, floor_eps: see :func:`step_probe`.
 
     Returns:
       The jitted probe function.
@@ -570,21 +404,9 @@ def make_step_probe(
         for step in range(num_steps):
             r = probe(params, batch, lr_multiples(0.1))
     """
-    resolved = _resolve_strategy(strategy, chunk_size)
-    floor_factor = float(check_number("floor_factor", floor_factor, minimum=0))
-    body = functools.partial(_step_probe_impl, loss_fn, resolved, chunk_size, floor_factor, mesh,
-                             _check_floor_eps(floor_eps))
-
-    def probe(params: PyTree, batch: PyTree, step_sizes: jax.Array, direction: PyTree = None,
-              value_and_grad: tuple[jax.Array, PyTree] | None = None):
-        return body(params, batch, step_sizes, direction, value_and_grad)
-
-    probe.__name__ = probe.__qualname__ = f"step_probe[{getattr(loss_fn, '__name__', 'loss_fn')}]"
-    probe.__doc__ = (
-        f"Jitted step_probe of {getattr(loss_fn, '__name__', 'loss_fn')} (strategy {resolved!r}, "
-        f"chunk_size {chunk_size}): probe(params, batch, step_sizes, direction=None, "
-        "value_and_grad=None) -> StepProbe."
-    )
+    probe = step_probe_fn(loss_fn, strategy=strategy, chunk_size=chunk_size,
+                          floor_factor=floor_factor, mesh=mesh, floor_eps=floor_eps)
+    probe.__doc__ = "Jitted " + probe.__doc__
     return jax.jit(probe)
 
 
@@ -629,7 +451,7 @@ def lr_multiples(lr: float, lo: float = 0.5, hi: float = 4.0, num: int = 8) -> n
 
 
 # ----------------------------------------------------------------------------------------------
-# gradient norms and the nondeterminism floor
+# gradient norms
 
 
 def _grad_norms_impl(loss_fn: LossFn, params: PyTree, batch: PyTree) -> GradNorms:
@@ -639,7 +461,7 @@ def _grad_norms_impl(loss_fn: LossFn, params: PyTree, batch: PyTree) -> GradNorm
     return GradNorms(total=optax.tree.norm(grad).astype(dtype), per_leaf=per_leaf)
 
 
-_grad_norms_jit = jax.jit(_grad_norms_impl, static_argnums=0)
+_grad_norms_jit = _compiled(_grad_norms_impl, 1)
 
 
 def grad_norms(loss_fn: LossFn, params: PyTree, batch: PyTree) -> GradNorms:
@@ -668,51 +490,6 @@ def grad_norms(loss_fn: LossFn, params: PyTree, batch: PyTree) -> GradNorms:
         (5.0, 5.0)
     """
     return _grad_norms_jit(loss_fn, params, batch)
-
-
-def noise_floor(loss_fn: LossFn, params: PyTree, batch: PyTree) -> jax.Array:
-    """Nondeterminism floor of the gradient: ‖g₁ − g₂‖₂ for two computations of ∇L(θ).
-
-    g₁ and g₂ are the gradient at the same θ and batch, each from its own separately traced and
-    jitted function, dispatched one after the other. Any difference comes from nondeterministic
-    kernels (e.g. atomics or autotuned algorithms on GPU); on CPU it is exactly 0 for a
-    deterministic loss. Gradient-change values of :func:`step_probe` below this floor are noise.
-
-    Must be called outside ``jax.jit``: inside one traced function XLA would merge the two
-    identical computations and the floor would be 0 by construction. Compiles the gradient twice.
-
-    Args:
-      loss_fn: ``loss_fn(params, batch) -> scalar``.
-      params: pytree θ (concrete arrays).
-      batch: pytree passed to ``loss_fn``.
-
-    Returns:
-      () ‖g₁ − g₂‖₂ in the dtype of :func:`step_probe`'s results.
-
-    Raises:
-      ValueError: when called under a JAX transformation (params or batch are tracers).
-
-    Reference:
-      Measurement hygiene for Santurkar et al. (2018), Fig. 4b.
-
-    Example::
-
-        >>> float(noise_floor(lambda p, b: jnp.sum(jnp.sin(p * b)), jnp.ones(3), jnp.ones(3)))
-        0.0
-    """
-    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((params, batch))):
-        raise ValueError(
-            "noise_floor must be called outside jax.jit/vmap: under one trace the two gradient "
-            "computations are merged and the floor is 0 by construction."
-        )
-    dtype = _result_dtype(params)
-    # Two distinct function objects → two traces and two compiled executables.
-    first = jax.jit(lambda p, b: jax.grad(loss_fn)(p, b))
-    second = jax.jit(lambda p, b: jax.grad(loss_fn)(p, b))
-    g1 = first(params, batch)
-    g1 = jax.block_until_ready(g1)
-    g2 = second(params, batch)
-    return _tree_norm(optax.tree.sub(optax.tree.cast(g1, dtype), optax.tree.cast(g2, dtype)), dtype)
 
 
 # ----------------------------------------------------------------------------------------------

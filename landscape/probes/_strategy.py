@@ -1,0 +1,114 @@
+"""Layouts: how a probe lays out its repeated evaluations, and how its pieces are compiled.
+
+Two kinds of repetition, two sets of names.
+
+**Points** (``strategy`` of :func:`landscape.probes.step_probe` and
+:func:`landscape.probes.loss_surface`, :data:`STRATEGIES`): K independent evaluations of the loss
+(and gradient) at K points, stacked. ``"unroll"`` writes the K calls out in one traced function
+(fastest on CPU), ``"vmap"`` vectorises over the points (fastest on accelerators, K× the memory
+of one evaluation), ``"map"`` is a ``jax.lax.map`` (one at a time, lowest memory; convolutions
+inside XLA:CPU loops run ~10× slower). A ``chunk_size`` bounds how many points are evaluated at
+once (vmapped chunks inside a ``lax.map``).
+
+**Iterations** (``strategy`` of the curvature probes, :data:`CURVATURE_STRATEGIES`): a dependent
+sequence of operator products (Lanczos steps, trace samples). ``"scan"`` puts the whole loop in
+one jit (``lax.fori_loop``/``lax.map``): right on GPU/TPU and required under an outer
+``jax.jit``. ``"host"`` runs a Python loop calling ONE compiled step, so the operator product is
+compiled outside any loop (XLA:CPU runs convolutions inside ``while`` loops about 10× slower,
+STACK.md "Loops on XLA:CPU"). ``"auto"`` = ``"host"`` on CPU when the arguments are concrete,
+``"scan"`` otherwise.
+
+Compiled pieces are module-level jits keyed on their leading, static configuration arguments
+(``loss_fn``, the curvature, the mask, sizes): :func:`_compiled` makes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from landscape.choices import PROBE_STRATEGIES
+from landscape.probes._checks import _is_traced
+
+#: Accepted values of the ``strategy`` argument of :func:`step_probe` / :func:`make_step_probe`.
+STRATEGIES = PROBE_STRATEGIES
+#: Accepted values of the ``strategy`` argument of the Lanczos and trace probes.
+CURVATURE_STRATEGIES = ("auto", "scan", "host")
+
+
+def _compiled(fn: Callable, static: int = 0, **options) -> Callable:
+    """``jax.jit(fn)`` with its first ``static`` positional arguments static (``options`` are
+    passed on, e.g. ``donate_argnums``)."""
+    return jax.jit(fn, static_argnums=tuple(range(static)), **options)
+
+
+# ----------------------------------------------------------------------------------------------
+# points
+
+
+def _check_strategy(strategy: str, accepted: tuple[str, ...]) -> None:
+    if strategy not in accepted:
+        raise ValueError(
+            f"strategy must be one of {', '.join(repr(s) for s in accepted)}; got {strategy!r}."
+        )
+
+
+def _check_chunk_size(chunk_size: int | None) -> None:
+    if chunk_size is not None and (isinstance(chunk_size, bool)
+                                   or not isinstance(chunk_size, (int, np.integer))
+                                   or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive int or None; got {chunk_size!r}.")
+
+
+def _resolve_point_strategy(strategy: str, chunk_size: int | None) -> str:
+    """Validates the step probe's ``strategy``/``chunk_size`` and maps ``"auto"`` to a concrete
+    strategy: ``"vmap"`` on GPU/TPU or whenever a chunk size is given, ``"unroll"`` on CPU."""
+    _check_strategy(strategy, STRATEGIES)
+    _check_chunk_size(chunk_size)
+    if chunk_size is not None and strategy == "unroll":
+        raise ValueError(
+            "chunk_size applies to strategy 'vmap' or 'map' (it bounds how many points are "
+            "evaluated at once); 'unroll' always writes out all K evaluations."
+        )
+    if strategy == "auto":
+        # A chunk size asks for bounded memory, which only the mapped strategies give.
+        if chunk_size is not None or jax.default_backend() != "cpu":
+            return "vmap"
+        return "unroll"
+    return strategy
+
+
+def map_with_strategy(at: Callable[[jax.Array], Any], points: jax.Array, strategy: str,
+                      chunk_size: int | None = None) -> Any:
+    """``at`` over the rows of ``points``, stacked, laid out by a resolved ``strategy``:
+    ``"unroll"`` (one call per row, written out), ``"vmap"``, or ``"map"`` (``lax.map``; with
+    ``chunk_size``, vmapped chunks of that many rows — also how ``"vmap"`` with a chunk runs)."""
+    if strategy == "unroll":
+        return jax.tree.map(lambda *rows: jnp.stack(rows),
+                            *[at(points[k]) for k in range(points.shape[0])])
+    if strategy == "vmap" and chunk_size is None:
+        return jax.vmap(at)(points)
+    return jax.lax.map(at, points, batch_size=chunk_size)
+
+
+# ----------------------------------------------------------------------------------------------
+# iterations
+
+
+def _resolve_loop_strategy(strategy: str, *trees) -> str:
+    """Validates a curvature probe's ``strategy`` and maps ``"auto"`` to ``"host"`` (CPU, concrete
+    ``trees``) or ``"scan"``; ``"host"`` under a trace is a ValueError."""
+    _check_strategy(strategy, CURVATURE_STRATEGIES)
+    traced = _is_traced(*trees)
+    if strategy == "host" and traced:
+        raise ValueError(
+            "strategy='host' runs a Python loop of compiled steps and needs concrete arrays; under "
+            "jax.jit/vmap use strategy='scan' (or 'auto')."
+        )
+    if strategy == "auto":
+        return "host" if (jax.default_backend() == "cpu" and not traced) else "scan"
+    return strategy
