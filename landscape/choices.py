@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from typing import Any
 
-__all__ = ["BN_MODES", "DATASETS", "DTYPES", "MATMUL_PRECISIONS", "DATA_FILES_DATASETS",
-           "OPTIMIZERS", "PROBE_STRATEGIES", "SCHEDULES", "check_number", "check_choice"]
+__all__ = ["BN_MODES", "ConfigError", "DATASETS", "DTYPES", "MATMUL_PRECISIONS", "DATA_FILES_DATASETS",
+           "OPTIMIZERS", "PROBE_STRATEGIES", "SCHEDULES", "check_choice", "check_int", "check_number",
+           "is_model_name", "model_names"]
+
+
+class ConfigError(ValueError):
+    """A configuration value that is not accepted; the message names the field."""
+
 
 #: Datasets a run can train on; ``dln`` is the deep linear network's synthetic regression task.
 DATA_FILES_DATASETS = ("cifar10", "mnist", "mnist5k", "synthetic", "text")
@@ -32,6 +39,25 @@ DTYPES = ("float32", "float64")
 #: Ampere+ GPUs, one bfloat16 pass on TPUs), "high" (TF32 / three bfloat16 passes), "highest"
 #: (true float32). XLA:CPU computes float32 in all three.
 MATMUL_PRECISIONS = ("default", "high", "highest")
+
+_RESNET_NAME = re.compile(r"resnet(\d+)")
+
+
+def model_names() -> tuple[str, ...]:
+    """Names :func:`landscape.models.build_model` accepts (every ``resnetN`` with N = 6n + 2 too,
+    not only the depths of He et al.'s Table 6 listed here; :func:`is_model_name` tells)."""
+    return ("vgg5", "vgg11", "vgg13", "vgg16", "mlp", "dln", "resnet20", "resnet32", "resnet44",
+            "resnet56", "resnet110", "transformer")
+
+
+def is_model_name(name: str) -> bool:
+    """True for a name :func:`landscape.models.build_model` builds itself (not a factory):
+    :func:`model_names` and any ``resnetN`` with N = 6n + 2, n ≥ 1."""
+    match = _RESNET_NAME.fullmatch(name)
+    if match:
+        n = int(match[1])
+        return n >= 8 and (n - 2) % 6 == 0
+    return name in model_names()
 
 
 def check_choice(name: str, value: Any, accepted: tuple[str, ...], error: type[Exception] = ValueError
