@@ -97,3 +97,16 @@ def check_number(name: str, value: Any, *, minimum: float | None = None, strict:
     if maximum is not None and number > maximum:
         raise error(f"{name}={value!r} must be <= {maximum}")
     return value
+
+
+def check_int(name: str, value: Any, *, minimum: int = 1, error: type[Exception] = ValueError) -> int:
+    """``int(value)`` for an integer (Python or NumPy, not a bool) ``>= minimum``; otherwise raise
+    ``error`` naming ``name``.
+
+    Example:
+        >>> check_int("num_iters", 20)
+        20
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise error(f"{name} must be an int >= {minimum}; got {value!r}.")
+    return int(value)

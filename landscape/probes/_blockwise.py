@@ -47,7 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from landscape.probes._curvature import GaussNewton, _positive_int, spectral_density
+from landscape.choices import check_int
+from landscape.probes._curvature import GaussNewton, spectral_density
 from landscape.probes._paths import param_mask, param_paths
 from landscape.probes._types import LossFn, PyTree
 
@@ -306,8 +307,8 @@ def blockwise_spectra(
         >>> s.top_eigenvalues[:, 0].round(4).tolist(), s.sizes
         ([5.0, 1.0], (3, 2))
     """
-    num_iters = _positive_int("num_iters", num_iters)
-    top_k = _positive_int("top_k", top_k)
+    num_iters = check_int("num_iters", num_iters)
+    top_k = check_int("top_k", top_k)
     if top_k > num_iters:
         raise ValueError(f"top_k ({top_k}) must not exceed num_iters ({num_iters}).")
     if not isinstance(blocks, Mapping) or not blocks:
@@ -329,7 +330,7 @@ def blockwise_spectra(
     variance = sigma2 * jnp.maximum(1.0, hi - lo)
     if grid is None:
         sigma = jnp.sqrt(variance)
-        grid = jnp.linspace(lo - 5 * sigma, hi + 5 * sigma, _positive_int("grid_size", grid_size),
+        grid = jnp.linspace(lo - 5 * sigma, hi + 5 * sigma, check_int("grid_size", grid_size),
                             dtype=nodes.dtype)
     grid = jnp.asarray(grid, nodes.dtype)
     densities = jax.lax.map(lambda nw: _smoothed(grid, variance, *nw), (nodes, weights))

@@ -48,11 +48,13 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from landscape.choices import check_int
 from landscape.parallel import mesh_size, spread_points
 from landscape.probes._paths import param_paths
 from landscape.probes._step import (STRATEGIES, _check_direction, _result_dtype,
                                     map_with_strategy)
 from landscape.probes._types import LossFn, PyTree
+from landscape.records import to_jsonable
 
 __all__ = [
     "DIRECTION_NORMS",
@@ -455,8 +457,7 @@ def pca_directions(trajectory: Sequence[PyTree] | PyTree, final: PyTree, *, num:
         s = loss_surface(loss_fn, params_final, batch, pca.directions, (a, b))
         plot_surface_contour(*s.coords, s.loss, trajectory=pca.projected)
     """
-    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
-        raise ValueError(f"num must be an int >= 1; got {num!r}.")
+    check_int("num", num)
     per_leaf = _stack_trajectory(trajectory, final)
     final_leaves, treedef = jax.tree.flatten(final)
     num_points = len(per_leaf[0]) if per_leaf else 0
@@ -700,22 +701,6 @@ def loss_surface(loss_fn: LossFn, params: PyTree, batch: PyTree,
 # save / load
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.generic, jax.Array)) and np.ndim(value) == 0:
-        value = np.asarray(value).item()
-    elif isinstance(value, (np.ndarray, jax.Array)):
-        return _json_safe(np.asarray(value).tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
-
-
 def save_surface(path_stem: str | os.PathLike, surface: LossSurface, **meta: Any) -> list[Path]:
     """Writes ``<stem>.npz`` (arrays) and ``<stem>.json`` (metadata) for redrawing a figure.
 
@@ -753,7 +738,7 @@ def save_surface(path_stem: str | os.PathLike, surface: LossSurface, **meta: Any
         np.savez(f, **arrays)
     finite = loss[np.isfinite(loss)]
     record = {
-        "meta": _json_safe({"mode": None, **meta}),
+        "meta": to_jsonable({"mode": None, **meta}, default=str),
         "shape": list(loss.shape),
         "dims": len(coords),
         "coords_ranges": [[float(c.min()), float(c.max()), int(c.size)] for c in coords],
