@@ -23,13 +23,11 @@ from typing import Any
 
 from landscape import parallel
 from landscape.config import ConfigError
-from landscape.experiments import EXPERIMENTS, register_experiment
-from landscape.experiments.base import PRESETS, Experiment, preset_config
-from landscape.experiments.fig4 import fig4_experiment, fig4_finalize, fig4_summary
+from landscape.experiments import EXPERIMENTS
+from landscape.experiments.base import Experiment
 from landscape.records import to_jsonable, write_json_atomic
 
-__all__ = ["Experiment", "ExperimentExistsError", "EXPERIMENTS", "PRESETS", "fig4_experiment",
-           "fig4_finalize", "fig4_summary", "preset_config", "register_experiment", "replot",
+__all__ = ["ExperimentExistsError", "EXPERIMENTS", "replot",
            "run_experiment", "write_report"]
 
 
