@@ -13,7 +13,7 @@ from typing import Any
 
 __all__ = ["BN_MODES", "ConfigError", "DATASETS", "DTYPES", "MATMUL_PRECISIONS", "DATA_FILES_DATASETS",
            "OPTIMIZERS", "PROBE_STRATEGIES", "SCHEDULES", "check_choice", "check_int", "check_number",
-           "is_model_name", "model_names"]
+           "is_model_name", "model_names", "resnet_depth"]
 
 
 class ConfigError(ValueError):
@@ -40,9 +40,6 @@ DTYPES = ("float32", "float64")
 #: (true float32). XLA:CPU computes float32 in all three.
 MATMUL_PRECISIONS = ("default", "high", "highest")
 
-_RESNET_NAME = re.compile(r"resnet(\d+)")
-
-
 def model_names() -> tuple[str, ...]:
     """Names :func:`landscape.models.build_model` accepts (every ``resnetN`` with N = 6n + 2 too,
     not only the depths of He et al.'s Table 6 listed here; :func:`is_model_name` tells)."""
@@ -50,12 +47,22 @@ def model_names() -> tuple[str, ...]:
             "resnet56", "resnet110", "transformer")
 
 
+def resnet_depth(name: str) -> int | None:
+    """N of a name ``resnetN`` (any digits N, valid depth or not), else None.
+
+    Example:
+        >>> resnet_depth("resnet20"), resnet_depth("vgg11")
+        (20, None)
+    """
+    match = re.fullmatch(r"resnet(\d+)", name)
+    return int(match[1]) if match else None
+
+
 def is_model_name(name: str) -> bool:
     """True for a name :func:`landscape.models.build_model` builds itself (not a factory):
     :func:`model_names` and any ``resnetN`` with N = 6n + 2, n ≥ 1."""
-    match = _RESNET_NAME.fullmatch(name)
-    if match:
-        n = int(match[1])
+    n = resnet_depth(name)
+    if n is not None:
         return n >= 8 and (n - 2) % 6 == 0
     return name in model_names()
 

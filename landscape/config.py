@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ from landscape.choices import (
     check_number,
     is_model_name,
     model_names,
+    resnet_depth,
 )
 from landscape.factories import is_factory_name, load_callable
 
@@ -102,7 +102,7 @@ class TrainConfig:
         if is_factory_name(self.model):
             load_callable(self.model, "model")  # a factory that cannot be imported fails here
         elif not is_model_name(self.model):
-            if re.fullmatch(r"resnet\d+", self.model):
+            if resnet_depth(self.model) is not None:
                 raise ConfigError(f"model={self.model!r}: a CIFAR ResNet's depth is 6n+2 "
                                   "(resnet20, resnet32, resnet44, resnet56, resnet110, ...)")
             self._choice("model", model_names())
@@ -150,7 +150,7 @@ class TrainConfig:
         if is_factory_name(self.model) or not isinstance(self.model_options, Mapping):
             return
         family = ("transformer" if self.model == "transformer"
-                  else "resnetN" if re.fullmatch(r"resnet\d+", self.model) else None)
+                  else "resnetN" if resnet_depth(self.model) is not None else None)
         for key, owner in MODEL_OPTION_FAMILIES.items():
             if key in self.model_options and family != owner:
                 flag = "--no-shortcut" if key == "shortcut" else "--" + key.replace("_", "-")

@@ -27,13 +27,12 @@ them without importing JAX).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flax import nnx
 
-from landscape.choices import is_model_name, model_names
+from landscape.choices import is_model_name, model_names, resnet_depth
 from landscape.factories import is_factory_name, load_callable
 from landscape.models._blocks import Block, Projection, conv3x3, conv_strided
 from landscape.models._dln import DeepLinear
@@ -48,9 +47,6 @@ __all__ = ["VGG", "VGG_PLANS", "MLP", "DeepLinear", "ResNet", "TransformerLM", "
            "CausalSelfAttention", "Projection", "Block", "build_model", "model_names", "is_model_name",
            "resnet_blocks_per_stage", "sinusoidal_positions", "conv3x3", "conv_strided",
            "TRANSFORMER_NORMS", "has_batch_statistics"]
-
-_RESNET_NAME = re.compile(r"resnet(\d+)")
-
 
 def _build_transformer(*, input_shape: Sequence[int], num_classes: int, width: float, norm: str,
                        norm_options: Mapping[str, Any] | None, rngs: nnx.Rngs,
@@ -118,9 +114,9 @@ def build_model(name: str, *, norm: str = "batch", input_shape: Sequence[int] = 
                    norm_options=norm_options, rngs=rngs, **options)
     if name == "dln":
         return DeepLinear(norm=norm, norm_options=norm_options, rngs=rngs, **options)
-    match = _RESNET_NAME.fullmatch(name)
-    if match:
-        return ResNet(int(match[1]), width=width, num_classes=num_classes, input_shape=input_shape,
+    depth = resnet_depth(name)
+    if depth is not None:
+        return ResNet(depth, width=width, num_classes=num_classes, input_shape=input_shape,
                       norm=norm, norm_options=norm_options, rngs=rngs, **options)
     if name == "transformer":
         return _build_transformer(input_shape=input_shape, num_classes=num_classes, width=width,
