@@ -1,4 +1,4 @@
-"""Time landscape's jitted SGD train step (compile and steady state) for a VGG ± BatchNorm.
+"""Time the engine's jitted SGD train step (compile and steady state) for a VGG ± BatchNorm.
 
     python benchmarks/bench_train_step.py --model vgg11 --width 0.25 --reps 20
 
@@ -16,6 +16,7 @@ import jax
 import optax
 
 from landscape import bridge
+from landscape.engine import BridgeObjective, StepFunctions, init_train_state
 from landscape.models import build_model
 
 
@@ -23,18 +24,17 @@ def bench(model_name: str, width: float, norm: str, batch_size: int, reps: int) 
     model = build_model(model_name, width=width, norm=norm, input_shape=(32, 32, 3))
     _, params, state = bridge.split(model)
     tx = optax.sgd(0.1)
-    opt_state = tx.init(params)
-    step = bridge.make_train_step(model, tx)
+    step = StepFunctions(BridgeObjective(model), tx).train
+    train_state = init_train_state(params, state, tx, seed=0)
     x = jax.random.normal(jax.random.key(0), (batch_size, 32, 32, 3))
     y = jax.random.randint(jax.random.key(1), (batch_size,), 0, 10)
-    batch = bridge.make_batch(x, y, state)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(step(params, state, opt_state, batch))
+    train_state, _ = jax.block_until_ready(step(train_state, (x, y)))
     compile_s = time.perf_counter() - t0
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        out = jax.block_until_ready(step(*out[:3], batch))
+        train_state, _ = jax.block_until_ready(step(train_state, (x, y)))
         times.append(time.perf_counter() - t0)
     return {"model": model_name, "width": width, "norm": norm, "batch": batch_size,
             "first_call_s": round(compile_s, 3), "step_median_s": round(statistics.median(times), 4),

@@ -15,8 +15,8 @@ For every chosen checkpoint step S of a run folder written by :func:`landscape.t
 - with ``surface="1d"`` (and "2d"): L((1 − α)θ₀ + αθ_S) for 2·grid − 1 values of α on
   [−0.5, 1.5] (Goodfellow et al. 2015), θ₀ the step-0 checkpoint when there is one, otherwise
   the initialisation rebuilt from the configuration (the seed ``train`` used);
-- when :mod:`landscape.probes` has ``hessian_eigs``: λ_max of the Hessian on minibatch S
-  (Lanczos, k = 1, 20 iterations, ``key(seed)``).
+- λ_max of the Hessian on minibatch S (:func:`landscape.probes.hessian_eigs`,
+  Lanczos, k = 1, 20 iterations, ``key(seed)``).
 
 Files under ``RUN_DIR/analysis/``: ``analysis.jsonl`` (one record per step), ``analysis.json``
 (the options), ``surface_step{S}.npz/.json/.png``, ``interpolation_step{S}.npz/.json``,

@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -41,13 +41,11 @@ __all__ = [
     "BN_MODES",
     "cast",
     "check_mode",
-    "StepMetrics",
     "evaluate",
     "make_batch",
     "make_block_output_fn",
     "make_loss_fn",
     "make_train_objective",
-    "make_train_step",
     "merge",
     "predict",
     "split",
@@ -56,13 +54,6 @@ __all__ = [
 
 Array = jax.Array
 BNMode = Literal["batch_stats", "running_average"]
-
-
-class StepMetrics(NamedTuple):
-    """What one training step reports: minibatch loss and accuracy (NaN for regression)."""
-
-    loss: Array
-    accuracy: Array
 
 
 def split(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
@@ -184,29 +175,6 @@ def make_train_objective(model: nnx.Module | nnx.GraphDef, *, loss: str | None =
         return value, (nnx.as_pure(nnx.state(model, nnx.Not(nnx.Param))), acc)
 
     return objective
-
-
-def make_train_step(model: nnx.Module | nnx.GraphDef, tx: optax.GradientTransformation, *,
-                    loss: str | None = None):
-    """A jitted step ``(params, state, opt_state, batch) -> (params, state, opt_state, metrics)``.
-
-    Runs the model in train mode (batch statistics), differentiates the loss with respect to
-    ``params``, applies ``tx`` and returns the updated running statistics (unlike probes, a train
-    step *does* advance them). ``batch`` is :func:`make_batch`'s dict; its ``state`` entry is ignored
-    in favour of the ``state`` argument. (:mod:`landscape.engine` builds its step from the same
-    :func:`make_train_objective`.)
-    """
-    objective = make_train_objective(model, loss=loss)
-
-    @jax.jit
-    def step(params, state, opt_state, batch):
-        (value, (new_state, acc)), grads = jax.value_and_grad(objective, has_aux=True)(
-            params, {**batch, "state": state})
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return params, new_state, opt_state, StepMetrics(value, acc)
-
-    return step
 
 
 def predict(graphdef: nnx.GraphDef, params: nnx.State, state: nnx.State, x: Array,

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from typing import Any
 
-__all__ = ["BN_MODES", "DATASETS", "DTYPES", "MATMUL_PRECISIONS", "DATA_FILES_DATASETS",
-           "OPTIMIZERS", "PROBE_STRATEGIES", "SCHEDULES", "check_number", "check_choice"]
+__all__ = ["BN_MODES", "ConfigError", "DATASETS", "DTYPES", "MATMUL_PRECISIONS", "DATA_FILES_DATASETS",
+           "OPTIMIZERS", "PROBE_STRATEGIES", "SCHEDULES", "check_choice", "check_int", "check_number",
+           "is_model_name", "model_names", "resnet_depth"]
+
+
+class ConfigError(ValueError):
+    """A configuration value that is not accepted; the message names the field."""
+
 
 #: Datasets a run can train on; ``dln`` is the deep linear network's synthetic regression task.
 DATA_FILES_DATASETS = ("cifar10", "mnist", "mnist5k", "synthetic", "text")
@@ -32,6 +39,32 @@ DTYPES = ("float32", "float64")
 #: Ampere+ GPUs, one bfloat16 pass on TPUs), "high" (TF32 / three bfloat16 passes), "highest"
 #: (true float32). XLA:CPU computes float32 in all three.
 MATMUL_PRECISIONS = ("default", "high", "highest")
+
+def model_names() -> tuple[str, ...]:
+    """Names :func:`landscape.models.build_model` accepts (every ``resnetN`` with N = 6n + 2 too,
+    not only the depths of He et al.'s Table 6 listed here; :func:`is_model_name` tells)."""
+    return ("vgg5", "vgg11", "vgg13", "vgg16", "mlp", "dln", "resnet20", "resnet32", "resnet44",
+            "resnet56", "resnet110", "transformer")
+
+
+def resnet_depth(name: str) -> int | None:
+    """N of a name ``resnetN`` (any digits N, valid depth or not), else None.
+
+    Example:
+        >>> resnet_depth("resnet20"), resnet_depth("vgg11")
+        (20, None)
+    """
+    match = re.fullmatch(r"resnet(\d+)", name)
+    return int(match[1]) if match else None
+
+
+def is_model_name(name: str) -> bool:
+    """True for a name :func:`landscape.models.build_model` builds itself (not a factory):
+    :func:`model_names` and any ``resnetN`` with N = 6n + 2, n ≥ 1."""
+    n = resnet_depth(name)
+    if n is not None:
+        return n >= 8 and (n - 2) % 6 == 0
+    return name in model_names()
 
 
 def check_choice(name: str, value: Any, accepted: tuple[str, ...], error: type[Exception] = ValueError
@@ -71,3 +104,16 @@ def check_number(name: str, value: Any, *, minimum: float | None = None, strict:
     if maximum is not None and number > maximum:
         raise error(f"{name}={value!r} must be <= {maximum}")
     return value
+
+
+def check_int(name: str, value: Any, *, minimum: int = 1, error: type[Exception] = ValueError) -> int:
+    """``int(value)`` for an integer (Python or NumPy, not a bool) ``>= minimum``; otherwise raise
+    ``error`` naming ``name``.
+
+    Example:
+        >>> check_int("num_iters", 20)
+        20
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise error(f"{name} must be an int >= {minimum}; got {value!r}.")
+    return int(value)

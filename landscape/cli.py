@@ -43,8 +43,8 @@ def _number_type(convert, *, what: str, **bounds: Any):
 
 def _model_name(text: str) -> str:
     """A built-in model name or a user factory ``module:function`` (imported when the run starts)."""
-    from landscape.config import is_factory_name
-    from landscape.models import model_names
+    from landscape.choices import model_names
+    from landscape.factories import is_factory_name
 
     if is_factory_name(text) or (text in model_names() and text != "dln") or text.startswith("resnet"):
         return text  # a resnet depth that is not 6n+2 gets the configuration's one-line error
@@ -69,9 +69,7 @@ _positive_float = _number_type(float, minimum=0.0, strict=True, what="a positive
 
 
 def _add_training_flags(p: argparse.ArgumentParser, *, default_out: str | None) -> None:
-    from landscape.choices import MATMUL_PRECISIONS
-    from landscape.config import DATASETS
-    from landscape.models import model_names
+    from landscape.choices import DATASETS, MATMUL_PRECISIONS, model_names
 
     p.add_argument("--preset", choices=("quick", "paper"), default="quick",
                    help="quick: offline MNIST-5k default for a 2-core CPU; paper: CIFAR-10, "

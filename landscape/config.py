@@ -5,24 +5,27 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from landscape.choices import (
-    BN_MODES as PROBE_MODES,
+    BN_MODES,
     DATASETS,
     DTYPES,
     MATMUL_PRECISIONS,
     OPTIMIZERS,
     PROBE_STRATEGIES,
     SCHEDULES,
+    ConfigError,
     check_choice,
     check_number,
+    is_model_name,
+    model_names,
+    resnet_depth,
 )
+from landscape.factories import is_factory_name, load_callable
 
-__all__ = ["ConfigError", "TrainConfig", "is_factory_name", "DATASETS", "OPTIMIZERS", "SCHEDULES", "PROBE_STRATEGIES",
-           "PROBE_MODES"]
+__all__ = ["ConfigError", "TrainConfig"]
 
 
 #: Built-in model options that belong to one family of models (``--no-shortcut``, the
@@ -30,15 +33,6 @@ __all__ = ["ConfigError", "TrainConfig", "is_factory_name", "DATASETS", "OPTIMIZ
 MODEL_OPTION_FAMILIES = {"shortcut": "resnetN", "norm_position": "transformer",
                          "qk_norm": "transformer", "context": "transformer",
                          "layers": "transformer", "d_model": "transformer", "heads": "transformer"}
-
-
-class ConfigError(ValueError):
-    """A configuration value that is not accepted; the message names the field."""
-
-
-def is_factory_name(name: str) -> bool:
-    """True for a user model given as ``"package.module:function"`` or ``"path/file.py:function"``."""
-    return isinstance(name, str) and ":" in name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,16 +96,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for the first field that is not accepted."""
-        from landscape.models import is_model_name, model_names
         from landscape.normalization import normalization_names
 
         self._choice("dataset", DATASETS)
         if is_factory_name(self.model):
-            from landscape.factories import load_callable
-
             load_callable(self.model, "model")  # a factory that cannot be imported fails here
         elif not is_model_name(self.model):
-            if re.fullmatch(r"resnet\d+", self.model):
+            if resnet_depth(self.model) is not None:
                 raise ConfigError(f"model={self.model!r}: a CIFAR ResNet's depth is 6n+2 "
                                   "(resnet20, resnet32, resnet44, resnet56, resnet110, ...)")
             self._choice("model", model_names())
@@ -120,7 +111,7 @@ class TrainConfig:
         self._choice("dtype", DTYPES)
         self._choice("matmul_precision", MATMUL_PRECISIONS)
         self._choice("schedule", SCHEDULES)
-        self._choice("probe_mode", PROBE_MODES)
+        self._choice("probe_mode", BN_MODES)
         self._choice("probe_strategy", PROBE_STRATEGIES)
         self._number("width", minimum=0, strict=True)
         self._number("lr", minimum=0, strict=True)
@@ -159,7 +150,7 @@ class TrainConfig:
         if is_factory_name(self.model) or not isinstance(self.model_options, Mapping):
             return
         family = ("transformer" if self.model == "transformer"
-                  else "resnetN" if re.fullmatch(r"resnet\d+", self.model) else None)
+                  else "resnetN" if resnet_depth(self.model) is not None else None)
         for key, owner in MODEL_OPTION_FAMILIES.items():
             if key in self.model_options and family != owner:
                 flag = "--no-shortcut" if key == "shortcut" else "--" + key.replace("_", "-")

@@ -16,9 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from landscape.config import ConfigError
+from landscape.choices import ConfigError
 
-__all__ = ["load_callable", "portable_name"]
+__all__ = ["is_factory_name", "load_callable", "portable_name"]
+
+
+def is_factory_name(name: str) -> bool:
+    """True for a user model given as ``"package.module:function"`` or ``"path/file.py:function"``."""
+    return isinstance(name, str) and ":" in name
 
 
 def _module(name: str, what: str) -> Any:
@@ -47,7 +52,7 @@ def _module(name: str, what: str) -> Any:
 def load_callable(spec: str, what: str = "factory") -> Callable[..., Any]:
     """The function a ``"module:function"`` / ``"file.py:function"`` name points at.
 
-    Raises :class:`~landscape.config.ConfigError` naming ``what`` when the module cannot be
+    Raises :class:`~landscape.choices.ConfigError` naming ``what`` when the module cannot be
     imported or has no such callable.
 
     Example:

@@ -48,7 +48,6 @@ from matplotlib.ticker import NullFormatter
 __all__ = [
     "DEFAULT_DPI",
     "FIG4_FIELDS",
-    "is_blank",
     "label_colors",
     "plot_activation_histograms",
     "plot_activation_percentiles",
@@ -154,30 +153,6 @@ def _maybe_save(fig: Figure, path: PathLike | None, formats: Sequence[str], *,
     if path is not None:
         save_figure(fig, path, formats)
     return fig
-
-
-def is_blank(path: PathLike, *, tolerance: float = 0.02, min_fraction: float = 1e-3) -> bool:
-    """True when the saved PNG at ``path`` is (nearly) a single colour.
-
-    A pixel counts as different when any RGB channel differs from the top-left pixel's by more than
-    ``tolerance`` (channels in [0, 1]); the image is blank when fewer than ``min_fraction`` of the
-    pixels differ.
-
-    Example:
-        >>> save_figure(plot_fig4(models), "/tmp/f", ("png",)); is_blank("/tmp/f.png")
-        False
-    """
-    from matplotlib.image import imread
-
-    img = np.asarray(imread(os.fspath(path)), dtype=float)
-    if img.ndim == 2:
-        img = img[..., None]
-    if img.max() > 1.0:  # integer PNG loaded as 0..255
-        img = img / 255.0
-    rgb = img[..., :3]
-    ref = rgb[0, 0]
-    differs = np.abs(rgb - ref).max(axis=-1) > tolerance
-    return bool(differs.mean() < min_fraction)
 
 
 # ----------------------------------------------------------------------------------------------

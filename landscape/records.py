@@ -22,7 +22,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +38,26 @@ __all__ = ["FIG4_FIELDS", "RecordWriter", "read_records", "records_to_arrays", "
            "write_json_atomic"]
 
 
-def to_jsonable(value: Any) -> Any:
-    """Python/JSON form of ``value``: arrays to lists, non-finite floats to ``None``."""
+def to_jsonable(value: Any, *, default: Callable[[Any], Any] | None = None) -> Any:
+    """Python/JSON form of ``value``: mappings to dicts with ``str`` keys, tuples and arrays (NumPy,
+    JAX) to lists, NumPy/JAX scalars to Python numbers, non-finite floats to ``None``.
+
+    Anything else (not ``None``, bool, int, float or str) is returned as it is, or as
+    ``default(value)`` when ``default`` is given (e.g. ``str`` for paths and user objects).
+
+    Example:
+        >>> to_jsonable({"a": (1, np.float32(2.5)), "b": float("nan")})
+        {'a': [1, 2.5], 'b': None}
+    """
     if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v, default=default) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
+        return [to_jsonable(v, default=default) for v in value]
     if hasattr(value, "__array__") and not isinstance(value, (str, bytes)):
         arr = np.asarray(value)
         if arr.ndim == 0:
-            return to_jsonable(arr.item())
-        return [to_jsonable(v) for v in arr.tolist()]
+            return to_jsonable(arr.item(), default=default)
+        return [to_jsonable(v, default=default) for v in arr.tolist()]
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, (np.integer,)):
@@ -57,6 +66,8 @@ def to_jsonable(value: Any) -> Any:
         return to_jsonable(float(value))
     if isinstance(value, (np.bool_,)):
         return bool(value)
+    if default is not None and not (value is None or isinstance(value, (bool, int, str))):
+        return default(value)
     return value
 
 

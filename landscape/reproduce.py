@@ -23,13 +23,11 @@ from typing import Any
 
 from landscape import parallel
 from landscape.config import ConfigError
-from landscape.experiments import EXPERIMENTS, register_experiment
-from landscape.experiments.base import PRESETS, Experiment, jsonable, preset_config
-from landscape.experiments.fig4 import fig4_experiment, fig4_finalize, fig4_summary
-from landscape.records import write_json_atomic
+from landscape.experiments import EXPERIMENTS
+from landscape.experiments.base import Experiment
+from landscape.records import to_jsonable, write_json_atomic
 
-__all__ = ["Experiment", "ExperimentExistsError", "EXPERIMENTS", "PRESETS", "fig4_experiment",
-           "fig4_finalize", "fig4_summary", "preset_config", "register_experiment", "replot",
+__all__ = ["ExperimentExistsError", "EXPERIMENTS", "replot",
            "run_experiment", "write_report"]
 
 
@@ -119,7 +117,7 @@ def _summarize(experiment: Experiment, out: Path, runs: dict[str, Any]) -> dict[
     with the number of devices it ran on."""
     summary = experiment.finalize(out, runs)
     summary.setdefault("experiment", experiment.name)
-    summary.setdefault("options", jsonable(experiment.options))
+    summary.setdefault("options", to_jsonable(experiment.options, default=str))
     configs = summary.setdefault("config", {})
     for label, run in runs.items():
         entry = configs.get(label, run["config"] or {})

@@ -284,75 +284,86 @@ class _Compiled(NamedTuple):
     theorem_4_4: Any  # (params, data, ∂L̂/∂params, ∂L/∂pre_norm) -> {name: (lhs, rhs, ‖X‖₂)}
 
 
+def _objective(graphdef, names, kind, params, taps, data):
+    """``(L̂, {name: y})``: the loss of the tapped forward pass and the blocks' BN inputs."""
+    out, ys = _forward(graphdef, names, params, taps, data)
+    return bridge.loss_value(kind, out, data[2])[0], ys
+
+
+def _bn_blocks(graphdef, names, params, state):
+    """A merged model copy and its blocks ``names`` (``{name: block}``)."""
+    model = bridge.merge(graphdef, params, state)
+    return model, {n: b for n, b in zip(model.block_names(), model.blocks) if n in names}
+
+
+def _first_order(graphdef, names, kind, params, data, taps0):
+    """``({name: layer arrays}, ∂L/∂taps, ∂L̂/∂params)`` from one backward pass through the taps."""
+    (_, ys), (param_grads, tap_grads) = jax.value_and_grad(
+        functools.partial(_objective, graphdef, names, kind), argnums=(0, 1), has_aux=True)(
+        params, taps0, data)
+    _, blocks = _bn_blocks(graphdef, names, params, data[0])
+    layers = {}
+    for name, block in blocks.items():
+        c = ys[name].shape[-1]
+        y = ys[name].reshape(-1, c)
+        yhat, sigma = standardize(y, block.norm.epsilon)
+        scale = block.norm.scale
+        layers[name] = dict(
+            y=y, yhat=yhat, sigma=sigma,
+            gamma=jnp.ones((c,), y.dtype) if scale is None else scale[...],
+            grad_bn=tap_grads[name]["pre_norm"].reshape(-1, c),
+            grad_vanilla=tap_grads[name]["post_norm"].reshape(-1, c))
+    return layers, tap_grads, param_grads
+
+
+def _quadratic_forms(graphdef, names, kind, params, data, taps0, grads_pre, masks):
+    """``(vᵀ ∂²L̂/∂y∂y v, vᵀ H v)`` for v = ∇_{y_j} L̂ on the masked unit's slice, 0 elsewhere: the
+    same v once as a tangent of the pre_norm taps and once of the post_norm taps."""
+    v = {n: grads_pre[n] * jnp.reshape(masks[n], (1,) * (grads_pre[n].ndim - 1) + (-1,))
+         for n in names}
+    zero = {n: jnp.zeros_like(v[n]) for n in names}
+    pre = {n: {"pre_norm": v[n], "post_norm": zero[n]} for n in names}
+    post = {n: {"pre_norm": zero[n], "post_norm": v[n]} for n in names}
+    tangents = jax.tree.map(lambda a, b: jnp.stack([a, b]), pre, post)
+    grad_of_taps = jax.grad(lambda t: _objective(graphdef, names, kind, params, t, data)[0])
+    hvp = jax.vmap(lambda t: jax.jvp(grad_of_taps, (taps0,), (t,))[1])(tangents)
+    forms = jax.vmap(optax.tree.vdot)(tangents, hvp)
+    return forms[0], forms[1]
+
+
+def _theorem_4_4_arrays(graphdef, names, params, data, param_grads, grads_pre):
+    """``{name: (‖∂L̂/∂W_{·j}‖², ‖X‖₂²·‖∇_{y_j} L̂‖², ‖X‖₂)}`` for the blocks whose kernel is free."""
+    state, x, _, rng = data
+    inputs: dict[str, Array] = {}
+    model, blocks = _bn_blocks(graphdef, names, params, state)
+    for name, block in blocks.items():
+        block.proj = _InputRecorder(block.proj, functools.partial(inputs.__setitem__, name))
+    model(x, use_running_average=False, rng=rng)
+    _, grad_blocks = _bn_blocks(graphdef, names, param_grads, state)
+    out = {}
+    for name, block in grad_blocks.items():
+        if block.proj.gain is not None:  # weight-normalized: W is not a free parameter
+            continue
+        kernel_grad = block.proj.kernel[...]
+        c = kernel_grad.shape[-1]
+        xin = inputs[name]
+        if block.proj.is_conv:
+            xin = jax.lax.conv_general_dilated_patches(
+                xin, kernel_grad.shape[:2], (1, 1), "SAME",
+                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        g = grads_pre[name].reshape(-1, c)
+        norm_sq = _spectral_norm_sq(xin.reshape(g.shape[0], -1))
+        out[name] = (jnp.sum(jnp.square(kernel_grad.reshape(-1, c)), axis=0),
+                     norm_sq * jnp.sum(jnp.square(g), axis=0), jnp.sqrt(norm_sq))
+    return out
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled(graphdef: nnx.GraphDef, names: tuple[str, ...], kind: str) -> _Compiled:
     """The jitted functions shared by every check on models with this graphdef (compiled once)."""
-
-    def objective(params, taps, data):
-        out, ys = _forward(graphdef, names, params, taps, data)
-        return bridge.loss_value(kind, out, data[2])[0], ys
-
-    def bn_blocks(params, state):
-        model = bridge.merge(graphdef, params, state)
-        return model, {n: b for n, b in zip(model.block_names(), model.blocks) if n in names}
-
-    def first_order(params, data, taps0):
-        (_, ys), (param_grads, tap_grads) = jax.value_and_grad(
-            objective, argnums=(0, 1), has_aux=True)(params, taps0, data)
-        _, blocks = bn_blocks(params, data[0])
-        layers = {}
-        for name, block in blocks.items():
-            c = ys[name].shape[-1]
-            y = ys[name].reshape(-1, c)
-            yhat, sigma = standardize(y, block.norm.epsilon)
-            scale = block.norm.scale
-            layers[name] = dict(
-                y=y, yhat=yhat, sigma=sigma,
-                gamma=jnp.ones((c,), y.dtype) if scale is None else scale[...],
-                grad_bn=tap_grads[name]["pre_norm"].reshape(-1, c),
-                grad_vanilla=tap_grads[name]["post_norm"].reshape(-1, c))
-        return layers, tap_grads, param_grads
-
-    def quadratic_forms(params, data, taps0, grads_pre, masks):
-        # v = ∇_{y_j} L̂ on the masked unit's slice, 0 elsewhere; the same v once as a tangent of the
-        # pre_norm taps (→ vᵀ ∂²L̂/∂y∂y v) and once of the post_norm taps (→ vᵀ H v).
-        v = {n: grads_pre[n] * jnp.reshape(masks[n], (1,) * (grads_pre[n].ndim - 1) + (-1,))
-             for n in names}
-        zero = {n: jnp.zeros_like(v[n]) for n in names}
-        pre = {n: {"pre_norm": v[n], "post_norm": zero[n]} for n in names}
-        post = {n: {"pre_norm": zero[n], "post_norm": v[n]} for n in names}
-        tangents = jax.tree.map(lambda a, b: jnp.stack([a, b]), pre, post)
-        grad_of_taps = jax.grad(lambda t: objective(params, t, data)[0])
-        hvp = jax.vmap(lambda t: jax.jvp(grad_of_taps, (taps0,), (t,))[1])(tangents)
-        forms = jax.vmap(optax.tree.vdot)(tangents, hvp)
-        return forms[0], forms[1]
-
-    def theorem_4_4(params, data, param_grads, grads_pre):
-        state, x, _, rng = data
-        inputs: dict[str, Array] = {}
-        model, blocks = bn_blocks(params, state)
-        for name, block in blocks.items():
-            block.proj = _InputRecorder(block.proj, functools.partial(inputs.__setitem__, name))
-        model(x, use_running_average=False, rng=rng)
-        _, grad_blocks = bn_blocks(param_grads, state)
-        out = {}
-        for name, block in grad_blocks.items():
-            if block.proj.gain is not None:  # weight-normalized: W is not a free parameter
-                continue
-            kernel_grad = block.proj.kernel[...]
-            c = kernel_grad.shape[-1]
-            xin = inputs[name]
-            if block.proj.is_conv:
-                xin = jax.lax.conv_general_dilated_patches(
-                    xin, kernel_grad.shape[:2], (1, 1), "SAME",
-                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
-            g = grads_pre[name].reshape(-1, c)
-            norm_sq = _spectral_norm_sq(xin.reshape(g.shape[0], -1))
-            out[name] = (jnp.sum(jnp.square(kernel_grad.reshape(-1, c)), axis=0),
-                         norm_sq * jnp.sum(jnp.square(g), axis=0), jnp.sqrt(norm_sq))
-        return out
-
-    return _Compiled(jax.jit(first_order), jax.jit(quadratic_forms), jax.jit(theorem_4_4))
+    return _Compiled(jax.jit(functools.partial(_first_order, graphdef, names, kind)),
+                     jax.jit(functools.partial(_quadratic_forms, graphdef, names, kind)),
+                     jax.jit(functools.partial(_theorem_4_4_arrays, graphdef, names)))
 
 
 class _Problem:
@@ -568,39 +579,49 @@ def theory_table(model: nnx.Module, x: Any, y: Any, *,
         a = a._replace(**{k: np.asarray(getattr(a, k)) for k in ("lhs", "rhs", "rhs_printed", "scale")})
         tol = _default_rtol(a.lhs.dtype) if rtol is None else rtol
         tiny = np.finfo(a.lhs.dtype).tiny
-        slack = tol * a.scale
-        row: dict[str, Any] = {
-            "layer": name,
-            "m": int(a.m),
-            "epsilon": float(a.epsilon),
-            "num_units": int(a.lhs.shape[0]),
-            "thm41_max_rel_gap": float(np.max(np.abs(a.lhs - a.rhs) / np.maximum(np.abs(a.rhs), tiny))),
-            "thm41_fraction_holds": float(np.mean(a.lhs <= a.rhs + slack)),
-            "thm41_strict_fraction": float(np.mean(a.lhs < a.rhs - slack)),
-            "thm41_printed_violations": int(np.sum(a.lhs > a.rhs_printed + slack)),
-        }
-        b = t42.get(name)
-        if b is not None and b.lhs.shape[0]:
-            layer = problem.layers[name]
-            idx = np.asarray(b.units)
-            ratio = np.square(np.asarray(layer.gamma)[idx] / np.asarray(layer.sigma)[idx])
-            lhs, rhs = np.asarray(b.lhs), np.asarray(b.rhs)
-            scale42 = np.abs(ratio * np.asarray(b.curvature)) + np.abs(np.asarray(b.correction))
-            row.update({
-                "thm42_units": int(lhs.shape[0]),
-                "thm42_max_rel_gap": float(np.max(np.abs(lhs - rhs) / np.maximum(scale42, tiny))),
-                "thm42_fraction_holds": float(np.mean(lhs <= rhs + tol * scale42)),
-            })
-        else:
-            row.update({"thm42_units": 0, "thm42_max_rel_gap": None, "thm42_fraction_holds": None})
-        c = t44.get(name)
-        if c is not None:
-            lhs, rhs = np.asarray(c.lhs), np.asarray(c.rhs)
-            row.update({
-                "thm44_fraction_holds": float(np.mean(lhs <= rhs * (1 + tol))),
-                "thm44_max_ratio": float(np.max(lhs / np.maximum(rhs, tiny))),
-            })
-        else:
-            row.update({"thm44_fraction_holds": None, "thm44_max_ratio": None})
+        row = {"layer": name, **_theorem_4_1_columns(a, tol, tiny)}
+        row.update(_theorem_4_2_columns(t42.get(name), problem.layers[name], tol, tiny))
+        row.update(_theorem_4_4_columns(t44.get(name), tol, tiny))
         rows.append(row)
     return rows
+
+
+def _theorem_4_1_columns(a: Theorem41, tol: float, tiny: float) -> dict[str, Any]:
+    """:func:`theory_table`'s ``m``, ``epsilon``, ``num_units`` and ``thm41_*`` columns."""
+    slack = tol * a.scale
+    return {
+        "m": int(a.m),
+        "epsilon": float(a.epsilon),
+        "num_units": int(a.lhs.shape[0]),
+        "thm41_max_rel_gap": float(np.max(np.abs(a.lhs - a.rhs) / np.maximum(np.abs(a.rhs), tiny))),
+        "thm41_fraction_holds": float(np.mean(a.lhs <= a.rhs + slack)),
+        "thm41_strict_fraction": float(np.mean(a.lhs < a.rhs - slack)),
+        "thm41_printed_violations": int(np.sum(a.lhs > a.rhs_printed + slack)),
+    }
+
+
+def _theorem_4_2_columns(b: Theorem42 | None, layer: BatchNormLayer, tol: float,
+                         tiny: float) -> dict[str, Any]:
+    """:func:`theory_table`'s ``thm42_*`` columns (0 units and None when not checked)."""
+    if b is None or not b.lhs.shape[0]:
+        return {"thm42_units": 0, "thm42_max_rel_gap": None, "thm42_fraction_holds": None}
+    idx = np.asarray(b.units)
+    ratio = np.square(np.asarray(layer.gamma)[idx] / np.asarray(layer.sigma)[idx])
+    lhs, rhs = np.asarray(b.lhs), np.asarray(b.rhs)
+    scale42 = np.abs(ratio * np.asarray(b.curvature)) + np.abs(np.asarray(b.correction))
+    return {
+        "thm42_units": int(lhs.shape[0]),
+        "thm42_max_rel_gap": float(np.max(np.abs(lhs - rhs) / np.maximum(scale42, tiny))),
+        "thm42_fraction_holds": float(np.mean(lhs <= rhs + tol * scale42)),
+    }
+
+
+def _theorem_4_4_columns(c: Theorem44 | None, tol: float, tiny: float) -> dict[str, Any]:
+    """:func:`theory_table`'s ``thm44_*`` columns (None for a block with a weight-normalized kernel)."""
+    if c is None:
+        return {"thm44_fraction_holds": None, "thm44_max_ratio": None}
+    lhs, rhs = np.asarray(c.lhs), np.asarray(c.rhs)
+    return {
+        "thm44_fraction_holds": float(np.mean(lhs <= rhs * (1 + tol))),
+        "thm44_max_ratio": float(np.max(lhs / np.maximum(rhs, tiny))),
+    }

@@ -27,7 +27,7 @@ from landscape.config import ConfigError
 from landscape.experiments import EXPERIMENTS
 from landscape.experiments.blockwise import (blockwise_experiment, blockwise_record,
                                               plot_blockwise)
-from landscape.plotting import is_blank
+from images import is_blank
 from landscape.reproduce import run_experiment
 from tolerance import assert_close
 

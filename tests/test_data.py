@@ -652,7 +652,7 @@ def test_synthetic_is_deterministic_per_seed():
     a, b, c = make_synthetic(seed=3), make_synthetic(seed=3), make_synthetic(seed=4)
     np.testing.assert_array_equal(a.x_train, b.x_train)
     assert not np.allclose(a.x_train, c.x_train)
-    with pytest.raises(DataError, match="num_train must be a positive int"):
+    with pytest.raises(DataError, match="num_train must be an int >= 1"):
         make_synthetic(num_train=0)
 
 
@@ -721,7 +721,7 @@ def test_batches_differ_between_seeds_and_errors(small):
         batch_at(small, 0, 21, seed=0)
     with pytest.raises(DataError, match="step must be a non-negative"):
         batch_at(small, -1, 4, seed=0)
-    with pytest.raises(DataError, match="batch_size must be a positive int"):
+    with pytest.raises(DataError, match="batch_size must be an int >= 1"):
         batches(small, 0, seed=0)
 
 

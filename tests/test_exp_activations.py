@@ -11,7 +11,7 @@ import pytest
 from landscape import bridge
 from landscape.config import TrainConfig
 from landscape.models import build_model
-from landscape.plotting import is_blank
+from images import is_blank
 from landscape.reproduce import EXPERIMENTS, run_experiment
 from landscape.train import StepContext
 
@@ -171,7 +171,7 @@ def test_measurement_is_train_mode_leaves_running_stats_alone_and_compiles_once(
                                                    collect=collect)
     eval_p50 = float(np.percentile(np.asarray(collect["block2"]), 50))
     assert abs(eval_p50 - row["p50"]) > 1e-3
-    assert act._block_output_fn(graphdef, "block2")._cache_size() == 1
+    assert bridge.make_block_output_fn(graphdef, "block2")._cache_size() == 1
 
 
 def test_layer_is_clipped_and_noisy_bn_uses_the_steps_key():

@@ -1,5 +1,5 @@
-"""Tests of landscape.experiments.landscapes: the ICS measurement (Definition 2.1) against a closed
-form, and each experiment (fig3, fig5, dln, compare) end to end on tiny generated settings."""
+"""Tests of the experiments fig3, fig5, dln and compare (landscape.experiments): the ICS measurement
+(Definition 2.1) against a closed form, and each experiment end to end on tiny generated settings."""
 
 from __future__ import annotations
 
@@ -14,9 +14,14 @@ import pytest
 
 from landscape import bridge
 from landscape.config import ConfigError
-from landscape.experiments import landscapes as L
+from landscape.experiments.base import aggregate_over_seeds
+from landscape.experiments.compare import COMPARE_METRICS
+from landscape.experiments.dln import DLN_PRESETS, dln_experiment
+from landscape.experiments.fig3 import clip_blocks, fig3_experiment, ics_measurement
+from landscape.experiments.fig5 import FIG5_NORMS, fig5_experiment
 from landscape.models import build_model
-from landscape.plotting import is_blank
+from landscape.probes import block_masks, internal_covariate_shift, param_paths
+from images import is_blank
 from landscape.reproduce import EXPERIMENTS, run_experiment
 from landscape.train import StepContext
 
@@ -69,8 +74,8 @@ def _l2_cos(g, g2):
 
 def test_ics_matches_closed_form_for_the_middle_layer():
     w, u, x, y, params, updates, loss_fn = _linear_problem()
-    layer, earlier = L.block_masks(params, 1)
-    r = L.internal_covariate_shift(loss_fn, params, {"x": x, "y": y}, updates, layer=layer,
+    layer, earlier = block_masks(params, 1)
+    r = internal_covariate_shift(loss_fn, params, {"x": x, "y": y}, updates, layer=layer,
                                    earlier=earlier)
     g = _grad_w2(w[0], w[1], w[2], x, y)
     g_prime = _grad_w2(w[0] + u[0], w[1], w[2], x, y)  # only W1 took its update
@@ -93,9 +98,9 @@ def test_ics_matches_closed_form_for_the_middle_layer():
 
 def test_ics_is_zero_for_the_first_layer_and_jits():
     _, _, x, y, params, updates, loss_fn = _linear_problem()
-    layer, earlier = L.block_masks(params, 0)
+    layer, earlier = block_masks(params, 0)
     assert not any(jax.tree.leaves(earlier))
-    fn = jax.jit(lambda p, b, u: L.internal_covariate_shift(loss_fn, p, b, u, layer=layer,
+    fn = jax.jit(lambda p, b, u: internal_covariate_shift(loss_fn, p, b, u, layer=layer,
                                                             earlier=earlier))
     r = fn(params, {"x": x, "y": y}, updates)
     assert float(r.l2) == 0.0
@@ -106,13 +111,13 @@ def test_ics_is_zero_for_the_first_layer_and_jits():
 def test_ics_last_layer_and_precomputed_grad():
     """Layer 2: G′ sees W1 and W2 updated, not W3 or the head; a passed-in G gives the same."""
     w, u, x, y, params, updates, loss_fn = _linear_problem()
-    layer, earlier = L.block_masks(params, 2)
-    assert L.param_paths(params) == ["blocks/0/proj/kernel", "blocks/1/proj/kernel",
+    layer, earlier = block_masks(params, 2)
+    assert param_paths(params) == ["blocks/0/proj/kernel", "blocks/1/proj/kernel",
                                      "blocks/2/proj/kernel", "head/kernel"]
     assert jax.tree.leaves(earlier) == [True, True, False, False]
     batch = {"x": x, "y": y}
     grad = jax.grad(loss_fn)(params, batch)
-    r = L.internal_covariate_shift(loss_fn, params, batch, updates, layer=layer, earlier=earlier,
+    r = internal_covariate_shift(loss_fn, params, batch, updates, layer=layer, earlier=earlier,
                                    grad=grad)
     w1, w2 = (np.asarray(a, np.float64) for a in (w[0] + u[0], w[1] + u[1]))
     xd, yd, w3 = np.asarray(x, np.float64), np.asarray(y, np.float64), np.asarray(w[2], np.float64)
@@ -126,17 +131,17 @@ def test_ics_last_layer_and_precomputed_grad():
 
 
 def test_clip_blocks_keeps_layers_distinct():
-    assert L.clip_blocks([4, 9], 13) == [4, 9]  # VGG-16: the paper's #5 and #10
-    assert L.clip_blocks([4, 9], 8) == [4, 7]
-    assert L.clip_blocks([9, 4], 4) == [2, 3]
-    assert L.clip_blocks([0, 5, 9], 2) == [0, 1]
-    assert L.clip_blocks([3, 3], 10) == [3]
+    assert clip_blocks([4, 9], 13) == [4, 9]  # VGG-16: the paper's #5 and #10
+    assert clip_blocks([4, 9], 8) == [4, 7]
+    assert clip_blocks([9, 4], 4) == [2, 3]
+    assert clip_blocks([0, 5, 9], 2) == [0, 1]
+    assert clip_blocks([3, 3], 10) == [3]
 
 
 def test_block_masks_rejects_a_missing_layer():
     _, _, _, _, params, _, _ = _linear_problem()
     with pytest.raises(ValueError, match="blocks/7/proj/kernel"):
-        L.block_masks(params, 7)
+        block_masks(params, 7)
 
 
 def test_ics_measurement_matches_a_manual_computation_on_an_nnx_model():
@@ -148,7 +153,7 @@ def test_ics_measurement_matches_a_manual_computation_on_an_nnx_model():
     rng = np.random.default_rng(1)
     batch = bridge.make_batch(jnp.asarray(rng.standard_normal((16, 4, 4, 1)), jnp.float32),
                               jnp.asarray(rng.integers(0, 10, 16), jnp.int32), state)
-    m = L.ics_measurement([1, 0, 9], every=1)  # 9 is clipped to the last block (2)
+    m = ics_measurement([1, 0, 9], every=1)  # 9 is clipped to the last block (2)
     rec = m.fn(StepContext(0, params, state, opt_state, batch, model, tx, None))
     assert list(rec["layers"]) == ["layer #1", "layer #2", "layer #3"]
     assert rec["layers"]["layer #1"]["l2"] == 0.0
@@ -170,7 +175,7 @@ def test_ics_measurement_matches_a_manual_computation_on_an_nnx_model():
 # ----------------------------------------------------------------------------------------------
 
 def test_aggregate_over_seeds_aligns_steps_and_skips_nan():
-    agg = L.aggregate_over_seeds({0: ([0, 2], [1.0, 5.0]), 1: ([0, 1, 2], [3.0, 4.0, None]),
+    agg = aggregate_over_seeds({0: ([0, 2], [1.0, 5.0]), 1: ([0, 1, 2], [3.0, 4.0, None]),
                                   2: ([0], [8.0])})
     assert agg["steps"] == [0, 1, 2]
     assert_close(agg["mean"], [4.0, 4.0, 5.0])
@@ -203,23 +208,23 @@ def test_registered():
 
 
 def test_fig3_builder_options():
-    exp = L.fig3_experiment("quick", lrs=(0.1, 0.01), layers=(1, 2), ics_every=4, **NO_EVAL)
+    exp = fig3_experiment("quick", lrs=(0.1, 0.01), layers=(1, 2), ics_every=4, **NO_EVAL)
     assert list(exp.runs) == ["batchnorm lr=0.1", "vanilla lr=0.1", "batchnorm lr=0.01",
                               "vanilla lr=0.01"]
     assert exp.runs["vanilla lr=0.01"].lr == 0.01 and exp.runs["vanilla lr=0.01"].norm == "none"
     assert exp.options["layers"] == [1, 2] and exp.options["ics_every"] == 4
     (m,) = exp.measurements("batchnorm lr=0.1", exp.runs["batchnorm lr=0.1"])
     assert m.name == "ics" and m.schedule.every == 4
-    dln = L.fig3_experiment("quick", dataset="dln", model="dln")
-    assert dln.runs["vanilla"].lr == L.DLN_PRESETS["quick"]["lr"]
+    dln = fig3_experiment("quick", dataset="dln", model="dln")
+    assert dln.runs["vanilla"].lr == DLN_PRESETS["quick"]["lr"]
     assert dln.options["layers"] == [8, 16]
     with pytest.raises(ConfigError, match="layers"):
-        L.fig3_experiment("quick", layers=(-1,))
+        fig3_experiment("quick", layers=(-1,))
 
 
 def test_fig3_end_to_end(tmp_path):
-    assert L.fig3_experiment("quick", **NO_EVAL).options["layers"] == [1, 2]  # MLP default
-    exp = L.fig3_experiment("quick", layers=(0, 2), **NO_EVAL)
+    assert fig3_experiment("quick", **NO_EVAL).options["layers"] == [1, 2]  # MLP default
+    exp = fig3_experiment("quick", layers=(0, 2), **NO_EVAL)
     assert all(cfg.probe_every == 0 for cfg in exp.runs.values())
     summary = run_experiment(exp, tmp_path, progress=False)
     assert set(summary["models"]) == {"batchnorm", "vanilla"}
@@ -235,8 +240,8 @@ def test_fig3_end_to_end(tmp_path):
 
 
 def test_fig5_end_to_end(tmp_path):
-    summary = run_experiment(L.fig5_experiment("quick", **NO_EVAL), tmp_path, progress=False)
-    assert set(summary["models"]) == set(L.FIG5_NORMS)
+    summary = run_experiment(fig5_experiment("quick", **NO_EVAL), tmp_path, progress=False)
+    assert set(summary["models"]) == set(FIG5_NORMS)
     assert summary["models"]["lpinf"]["norm"] == "lpinf"
     assert len(summary["models"]["lp1"]["effective_beta"]) == 2
     assert "comparison" in summary  # batchnorm vs vanilla
@@ -244,7 +249,7 @@ def test_fig5_end_to_end(tmp_path):
 
 
 def test_dln_end_to_end(tmp_path):
-    exp = L.dln_experiment("quick", steps=5, probe_every=2, num_step_sizes=2, eval_every=0)
+    exp = dln_experiment("quick", steps=5, probe_every=2, num_step_sizes=2, eval_every=0)
     cfg = exp.runs["vanilla"]
     assert (cfg.dataset, cfg.model) == ("dln", "dln")
     assert (cfg.step_size_lo, cfg.step_size_hi) == (0.01, 30.0)
@@ -254,7 +259,7 @@ def test_dln_end_to_end(tmp_path):
     assert all(math.isfinite(v) for v in summary["models"]["vanilla"]["effective_beta"])
     _figures_ok(tmp_path, ["dln"])
     with pytest.raises(ConfigError, match="dataset"):
-        L.dln_experiment("quick", dataset="synthetic")
+        dln_experiment("quick", dataset="synthetic")
 
 
 def test_compare_end_to_end_aggregates_over_seeds(tmp_path):
@@ -282,4 +287,4 @@ def test_compare_end_to_end_aggregates_over_seeds(tmp_path):
                      np.mean([a["test_accuracy"], b["test_accuracy"]]))
     table = (tmp_path / "compare_table.md").read_text()
     assert "| batch | 2 |" in table and "| none | 2 |" in table
-    _figures_ok(tmp_path, [f"compare_{m}" for m in L.COMPARE_METRICS])
+    _figures_ok(tmp_path, [f"compare_{m}" for m in COMPARE_METRICS])

@@ -8,6 +8,7 @@ import pytest
 from flax import nnx
 
 from landscape import bridge
+from landscape.engine import BridgeObjective, StepFunctions, init_train_state
 from landscape.models import VGG, DeepLinear, MLP, build_model
 
 
@@ -125,19 +126,18 @@ def test_loss_fn_compiles_once_across_state_values(bn_setup):
 
 
 def test_train_step_updates_statistics_and_reduces_loss(bn_setup):
+    """The engine's step on the bridge's training objective (BridgeObjective, StepFunctions)."""
     model, x, y = bn_setup
     graphdef, params, state = bridge.split(model)
     tx = optax.sgd(0.05)
-    opt_state = tx.init(params)
-    step = bridge.make_train_step(model, tx)
-    batch = bridge.make_batch(x, y, state)
+    fns = StepFunctions(BridgeObjective(model), tx)
+    train_state = init_train_state(params, jax.tree.map(jnp.copy, state), tx, seed=0)  # donated
     losses = []
-    new_state = state
     for _ in range(5):
-        params, new_state, opt_state, metrics = step(params, new_state, opt_state, batch)
+        train_state, metrics = fns.train(train_state, (x, y))
         losses.append(float(metrics.loss))
     assert losses[-1] < losses[0]
-    moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), new_state, state)
+    moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), train_state.model_state, state)
     assert max(jax.tree.leaves(moved)) > 1e-4  # a train step does advance running statistics
 
 

@@ -11,9 +11,9 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
+from images import is_blank
 from landscape import plotting
 from landscape.plotting import (
-    is_blank,
     label_colors,
     plot_activation_histograms,
     plot_activation_percentiles,

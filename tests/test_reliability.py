@@ -190,7 +190,8 @@ def test_scaling_direction_and_inverse_step_sizes_is_invariant(probe64, s, etas)
 # ------------------------------------------------------------- review findings (regressions)
 
 def test_overwrite_never_leaves_the_output_folder(tmp_path):
-    from landscape.reproduce import fig4_experiment, run_experiment
+    from landscape.experiments.fig4 import fig4_experiment
+    from landscape.reproduce import run_experiment
 
     victim = tmp_path / "victim"
     victim.mkdir()

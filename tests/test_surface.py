@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from tolerance import assert_close
 
-from landscape.plotting import is_blank
+from images import is_blank
 from landscape import probes
 from landscape.probes import (
     LossSurface,

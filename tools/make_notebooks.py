@@ -24,7 +24,8 @@ quick CPU default; the test suite runs this notebook with tiny settings through 
 variables."""),
     new_code_cell("""import os, json
 import numpy as np
-from landscape.reproduce import fig4_experiment, run_experiment
+from landscape.experiments.fig4 import fig4_experiment
+from landscape.reproduce import run_experiment
 
 STEPS = int(os.environ.get("LANDSCAPE_NB_STEPS", 400))
 PROBE_EVERY = int(os.environ.get("LANDSCAPE_NB_PROBE_EVERY", 20))

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from landscape.data.dataset import DataError, Dataset, _positive_int
+from landscape.choices import check_int
+from landscape.data.dataset import DataError, Dataset
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     """Number of full minibatches per epoch (the last partial batch is dropped).
@@ -20,8 +21,8 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
       >>> steps_per_epoch(50_000, 128)
       390
     """
-    num_examples = _positive_int(num_examples, "num_examples")
-    batch_size = _positive_int(batch_size, "batch_size")
+    num_examples = check_int("num_examples", num_examples, error=DataError)
+    batch_size = check_int("batch_size", batch_size, error=DataError)
     if batch_size > num_examples:
         raise DataError(f"batch_size {batch_size} exceeds the {num_examples} training examples")
     return num_examples // batch_size
@@ -44,7 +45,7 @@ def epoch_permutation(num_examples: int, epoch: int, *, seed: int) -> np.ndarray
       >>> sorted(epoch_permutation(5, epoch=2, seed=0).tolist())
       [0, 1, 2, 3, 4]
     """
-    num_examples = _positive_int(num_examples, "num_examples")
+    num_examples = check_int("num_examples", num_examples, error=DataError)
     epoch, seed = operator.index(epoch), operator.index(seed)
     if epoch < 0 or seed < 0:
         raise DataError(f"epoch and seed must be non-negative ints, got {epoch} and {seed}")

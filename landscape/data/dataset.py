@@ -2,12 +2,11 @@
 
 Images are ``float32`` NHWC arrays and labels ``int32`` in ``[0, num_classes)`` (see the package
 docstring, :mod:`landscape.data`); :func:`validate_dataset` checks exactly that. The argument
-checks ``_positive_int`` and ``_open_fraction`` are shared by the loaders of this package.
+check ``_open_fraction`` is shared by the loaders of this package.
 """
 
 from __future__ import annotations
 
-import operator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -63,17 +62,6 @@ class Dataset(NamedTuple):
     def num_test(self) -> int:
         """Number of test examples."""
         return int(self.x_test.shape[0])
-
-
-def _positive_int(value: Any, what: str) -> int:
-    """``value`` as an int ``>= 1``, else a :class:`DataError` naming ``what``."""
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise DataError(f"{what} must be a positive int, got {value!r}") from None
-    if number < 1:
-        raise DataError(f"{what} must be a positive int, got {value!r}")
-    return number
 
 
 def _open_fraction(value: Any, what: str) -> float:

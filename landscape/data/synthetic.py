@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from landscape.data.dataset import DataError, Dataset, _positive_int, validate_dataset
+from landscape.choices import check_int
+from landscape.data.dataset import DataError, Dataset, validate_dataset
 
 def make_synthetic(
     *,
@@ -42,13 +43,13 @@ def make_synthetic(
       >>> ds.x_train.shape, int(ds.y_train.max()) < 3
       ((100, 4, 4, 2), True)
     """
-    num_train = _positive_int(num_train, "num_train")
-    num_test = _positive_int(num_test, "num_test")
-    num_classes = _positive_int(num_classes, "num_classes")
+    num_train = check_int("num_train", num_train, error=DataError)
+    num_test = check_int("num_test", num_test, error=DataError)
+    num_classes = check_int("num_classes", num_classes, error=DataError)
     shape = tuple(input_shape)
     if len(shape) != 3:
         raise DataError(f"input_shape must be (H, W, C), got {input_shape!r}")
-    shape = tuple(_positive_int(d, "input_shape entries") for d in shape)
+    shape = tuple(check_int("input_shape entries", d, error=DataError) for d in shape)
     if not (np.isfinite(noise_std) and noise_std >= 0):
         raise DataError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
     rng = np.random.default_rng(seed)
@@ -88,8 +89,8 @@ def make_dln_regression(
       >>> bool(np.allclose(Y, X @ A.T, atol=1e-5))
       True
     """
-    num_samples = _positive_int(num_samples, "num_samples")
-    dim = _positive_int(dim, "dim")
+    num_samples = check_int("num_samples", num_samples, error=DataError)
+    dim = check_int("dim", dim, error=DataError)
     if not np.issubdtype(np.dtype(dtype), np.floating):
         raise DataError(f"dtype must be a floating dtype, got {dtype!r}")
     rng = np.random.default_rng(seed)

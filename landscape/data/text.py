@@ -14,7 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from landscape.data.dataset import DataError, Dataset, _open_fraction, _positive_int
+from landscape.choices import check_int
+from landscape.data.dataset import DataError, Dataset, _open_fraction
 
 #: Tokens per example of ``load_dataset("text")`` when no context is given (x and y hold this many;
 #: a window holds one more).
@@ -113,8 +114,8 @@ def load_text(path: str | os.PathLike[str] | None = None, *, context: int = DEFA
       >>> ds.input_shape, ds.x_train.dtype.name
       ((32,), 'int32')
     """
-    context = _positive_int(context, "text: context")
-    stride = context if stride is None else _positive_int(stride, "text: stride")
+    context = check_int("text: context", context, error=DataError)
+    stride = context if stride is None else check_int("text: stride", stride, error=DataError)
     test_fraction = _open_fraction(test_fraction, "text: test_fraction")
     corpus = text_corpus(path)
     cut = int(round(len(corpus.tokens) * (1.0 - test_fraction)))

@@ -25,6 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from landscape.choices import check_int
 from landscape.config import ConfigError
 from landscape.data import DataError, batch_indices
 
@@ -65,8 +66,7 @@ def as_batch_fn(data: Any, *, batch_size: int | None = None, seed: int = 0) -> C
         (4, 3)
     """
     if batch_size is not None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_int("batch_size", batch_size, error=ConfigError)
         if callable(data):
             raise ConfigError("batch_size applies to arrays in memory; data(step) and datasets of "
                               "batches give whole minibatches")

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from landscape import parallel, probes
+from landscape.choices import check_int
 from landscape.config import ConfigError
 from landscape.engine.batches import BatchCheck, as_batch_fn, data_error, fingerprint
 from landscape.engine.hooks import Hook, RunContext, StepInputs, hook_key
@@ -84,12 +85,6 @@ def _check_optimizer(optimizer: Any) -> None:
     if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
         raise ConfigError(f"optimizer must be an optax.GradientTransformation (init, update), e.g. "
                           f"optax.adamw(1e-3); got {type(optimizer).__name__}")
-
-
-def _positive(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def fit(loss_fn: Callable | Objective, params: Any, optimizer: Any, data: Any, *, steps: int,
@@ -148,11 +143,11 @@ def fit(loss_fn: Callable | Objective, params: Any, optimizer: Any, data: Any, *
     objective = as_objective(loss_fn)
     check_params(params)
     _check_optimizer(optimizer)
-    steps = _positive("steps", steps)
-    seed = _positive("seed", seed, 0)
+    steps = check_int("steps", steps, error=ConfigError)
+    seed = check_int("seed", seed, minimum=0, error=ConfigError)
     for name, value in (("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
-        _positive(name, value, 0)
-    _positive("keep_checkpoints", keep_checkpoints)
+        check_int(name, value, minimum=0, error=ConfigError)
+    check_int("keep_checkpoints", keep_checkpoints, error=ConfigError)
     if eval_every and evaluate is None:
         raise ConfigError("eval_every needs evaluate=(params, state) -> {name: value}")
     identity = {"engine": "fit", "steps": steps, "seed": seed, "batch_size": batch_size,

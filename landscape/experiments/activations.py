@@ -62,7 +62,6 @@ ACTIVATIONS_MEASUREMENT = "activations"
 # ------------------------------------------------------------------------------- measurement
 
 
-_block_output_fn = bridge.make_block_output_fn  # the forward tap lives in the bridge
 _statistics = jax.jit(activation_statistics, static_argnames="unit")
 
 
@@ -90,7 +89,7 @@ def block_output(model: Any, params: Any, state: Any, x: Any, rng: Any = None, *
     """
     block = _resolve_block(model, int(layer))
     graphdef = bridge.split(model)[0]
-    out = _block_output_fn(graphdef, block)(params, state, x, rng)
+    out = bridge.make_block_output_fn(graphdef, block)(params, state, x, rng)
     return block, np.asarray(out)
 
 
@@ -142,7 +141,7 @@ def activation_measurement(*, layer: int = 2, unit: int | None = None, num_sampl
             graphdefs.clear()
             graphdefs[key] = (bridge.split(ctx.model)[0], _resolve_block(ctx.model, int(layer)))
         graphdef, block = graphdefs[key]
-        act = _block_output_fn(graphdef, block)(
+        act = bridge.make_block_output_fn(graphdef, block)(
             ctx.params, ctx.state, ctx.batch["x"], ctx.batch.get("rng"))
         if unit is not None and unit >= act.shape[-1]:
             raise ConfigError(f"unit={unit} is out of range: {block} has {act.shape[-1]} units")

@@ -8,7 +8,6 @@ figures; :func:`landscape.reproduce.run_experiment` runs it. Light module: no JA
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -17,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from landscape.config import ConfigError, TrainConfig
+from landscape.records import to_jsonable
 
 __all__ = ["Experiment", "PRESETS", "aggregate_over_seeds", "clean_options", "describe", "final_train_loss", "finite",
-           "jsonable", "layered_preset", "mean_interval", "median", "preset_config", "tail_mean", "training_curves"]
+           "layered_preset", "mean_interval", "median", "preset_config", "tail_mean", "training_curves"]
 
 
 @dataclasses.dataclass
@@ -38,12 +38,8 @@ class Experiment:
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def manifest(self) -> dict[str, Any]:
-        return {"experiment": self.name, "options": jsonable(self.options),
+        return {"experiment": self.name, "options": to_jsonable(self.options, default=str),
                 "runs": {k: v.to_dict() for k, v in self.runs.items()}}
-
-
-def jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
 
 
 # ------------------------------------------------------------------------------------- presets

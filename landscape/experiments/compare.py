@@ -16,7 +16,7 @@ from landscape.experiments.base import (Experiment, aggregate_over_seeds, descri
                                         median)
 
 __all__ = ["COMPARE_METRICS", "COMPARE_NORMS", "COMPARE_QUICK", "TRANSFORMER_COMPARE_NORMS",
-           "TRANSFORMER_DEFAULTS", "aggregate_over_seeds", "compare_defaults", "compare_experiment",
+           "TRANSFORMER_DEFAULTS", "compare_defaults", "compare_experiment",
            "compare_finalize"]
 
 

@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from landscape.probes._checks import _positive_int
+from landscape.choices import check_int
 from landscape.probes._density import _grid, _kernel_variance, _smoothed, spectral_density
 from landscape.probes._operators import GaussNewton
 from landscape.probes._paths import param_mask, param_paths
@@ -243,8 +243,8 @@ def _pad_runs(nodes: jax.Array, weights: jax.Array, m: int) -> tuple[jax.Array, 
 
 
 def _check_blocks(blocks: Mapping[str, PyTree], num_iters: int, top_k: int) -> tuple[int, int]:
-    num_iters = _positive_int("num_iters", num_iters)
-    top_k = _positive_int("top_k", top_k)
+    num_iters = check_int("num_iters", num_iters)
+    top_k = check_int("top_k", top_k)
     if top_k > num_iters:
         raise ValueError(f"top_k ({top_k}) must not exceed num_iters ({num_iters}).")
     if not isinstance(blocks, Mapping) or not blocks:
@@ -323,7 +323,7 @@ def blockwise_spectra(loss_fn: LossFn, params: PyTree, batch: PyTree,
     nodes, weights = (jnp.stack(x) for x in zip(*(_pad_runs(*r, num_iters) for r in runs)))
     lo, hi, variance = _kernel_variance(sigma2, nodes)
     if grid is None:
-        grid = _grid(lo, hi, variance, _positive_int("grid_size", grid_size), nodes.dtype)
+        grid = _grid(lo, hi, variance, check_int("grid_size", grid_size), nodes.dtype)
     grid = jnp.asarray(grid, nodes.dtype)
     densities = jax.lax.map(lambda nw: _smoothed(grid, variance, *nw), (nodes, weights))
     return BlockwiseSpectra(names, sizes, grid, densities, top, nodes, weights, variance)

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from landscape.probes._types import PyTree
-
-
-def _positive_int(name: str, value) -> int:
-    """``value`` as an int when it is an integer ≥ 1 (not a bool); else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}.")
-    return int(value)
 
 
 def _check_direction(params: PyTree, direction: PyTree, what: str = "direction") -> None:

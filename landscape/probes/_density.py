@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from landscape.parallel import spread_points
-from landscape.probes._checks import _positive_int
+from landscape.choices import check_int
 from landscape.probes._lanczos import _lanczos_host, _lanczos_scan, _LanczosState, _tridiagonal
 from landscape.probes._operators import GaussNewton, _prepare
 from landscape.probes._strategy import _compiled, _resolve_loop_strategy
@@ -136,7 +136,7 @@ _density = _compiled(_density_impl, 2)
 
 
 def _check_grid(grid_size: int, sigma2: float) -> tuple[int, float]:
-    grid_size = _positive_int("grid_size", grid_size)
+    grid_size = check_int("grid_size", grid_size)
     if grid_size < 2:
         raise ValueError(f"grid_size must be >= 2; got {grid_size}.")
     if not (isinstance(sigma2, (int, float)) and math.isfinite(sigma2) and sigma2 > 0):
@@ -209,8 +209,8 @@ def spectral_density(loss_fn: LossFn, params: PyTree, batch: PyTree, *, key: jax
       Ghorbani, Krishnan, Xiao (2019), Sec. 2.2 and App. A; Lin, Saad, Yang (2016), Sec. 3.2;
       Golub & Meurant (2010), Ch. 6 (Gauss quadrature from Lanczos).
     """
-    num_iters = _positive_int("num_iters", num_iters)
-    num_runs = _positive_int("num_runs", num_runs)
+    num_iters = check_int("num_iters", num_iters)
+    num_runs = check_int("num_runs", num_runs)
     grid_size, sigma2 = _check_grid(grid_size, sigma2)
     curvature, mask_leaves, batch = _prepare(curvature, params, batch, mask, preconditioner)
     args = (loss_fn, curvature, mask_leaves, num_iters, num_runs, grid_size, sigma2)

@@ -67,7 +67,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from landscape.probes._checks import _check_direction, _positive_int
+from landscape.choices import check_int
+from landscape.probes._checks import _check_direction
 from landscape.probes._lanczos import hessian_eigs
 from landscape.probes._paths import param_paths
 from landscape.probes._precision import _is_float
@@ -449,7 +450,7 @@ def pca_directions(trajectory: Sequence[PyTree] | PyTree, final: PyTree, *, num:
         s = loss_surface(loss_fn, params_final, batch, pca.directions, (a, b))
         plot_surface_contour(*s.coords, s.loss, trajectory=pca.projected)
     """
-    num = _positive_int("num", num)
+    num = check_int("num", num)
     per_leaf = _stack_trajectory(trajectory, final)
     final_leaves, treedef = jax.tree.flatten(final)
     num_points = len(per_leaf[0]) if per_leaf else 0

@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from landscape.probes._checks import _positive_int
+from landscape.choices import check_int
 from landscape.probes._operators import GaussNewton, _flat, _flat_view, _FlatView, _prepare
 from landscape.probes._precision import _result_dtype
 from landscape.probes._strategy import _compiled, _resolve_loop_strategy
@@ -235,8 +235,8 @@ _eigs_finish = _compiled(_eigs_finish_impl, 2)
 
 
 def _check_eigs_args(k: int, num_iters: int, which: str) -> tuple[int, int]:
-    k = _positive_int("k", k)
-    num_iters = _positive_int("num_iters", num_iters)
+    k = check_int("k", k)
+    num_iters = check_int("num_iters", num_iters)
     if k > num_iters:
         raise ValueError(f"k ({k}) must not exceed num_iters ({num_iters}).")
     if which not in _WHICH:

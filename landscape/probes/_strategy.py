@@ -29,9 +29,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from landscape.choices import PROBE_STRATEGIES
+from landscape.choices import PROBE_STRATEGIES, check_int
 from landscape.probes._checks import _is_traced
 
 #: Accepted values of the ``strategy`` argument of :func:`step_probe` / :func:`make_step_probe`.
@@ -58,10 +57,8 @@ def _check_strategy(strategy: str, accepted: tuple[str, ...]) -> None:
 
 
 def _check_chunk_size(chunk_size: int | None) -> None:
-    if chunk_size is not None and (isinstance(chunk_size, bool)
-                                   or not isinstance(chunk_size, (int, np.integer))
-                                   or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive int or None; got {chunk_size!r}.")
+    if chunk_size is not None:
+        check_int("chunk_size", chunk_size)
 
 
 def _resolve_point_strategy(strategy: str, chunk_size: int | None) -> str:

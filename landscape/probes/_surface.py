@@ -66,6 +66,7 @@ from landscape.probes._precision import _is_float, _result_dtype
 from landscape.probes._strategy import (STRATEGIES, _check_chunk_size, _check_strategy, _compiled,
                                         map_with_strategy)
 from landscape.probes._types import LossFn, PyTree
+from landscape.records import to_jsonable
 
 __all__ = [
     "LossSurface",
@@ -305,22 +306,6 @@ def loss_surface(loss_fn: LossFn, params: PyTree, batch: PyTree,
 # save / load
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.generic, jax.Array)) and np.ndim(value) == 0:
-        value = np.asarray(value).item()
-    elif isinstance(value, (np.ndarray, jax.Array)):
-        return _json_safe(np.asarray(value).tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
-
-
 def save_surface(path_stem: str | os.PathLike, surface: LossSurface, **meta: Any) -> list[Path]:
     """Writes ``<stem>.npz`` (arrays) and ``<stem>.json`` (metadata) for redrawing a figure.
 
@@ -358,7 +343,7 @@ def save_surface(path_stem: str | os.PathLike, surface: LossSurface, **meta: Any
         np.savez(f, **arrays)
     finite = loss[np.isfinite(loss)]
     record = {
-        "meta": _json_safe({"mode": None, **meta}),
+        "meta": to_jsonable({"mode": None, **meta}, default=str),
         "shape": list(loss.shape),
         "dims": len(coords),
         "coords_ranges": [[float(c.min()), float(c.max()), int(c.size)] for c in coords],

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from landscape.parallel import spread_points
-from landscape.probes._checks import _positive_int
+from landscape.choices import check_int
 from landscape.probes._operators import (GaussNewton, _flat, _flat_matvec, _flat_matvec_impl,
                                          _flat_view, _prepare)
 from landscape.probes._strategy import _compiled, _resolve_loop_strategy
@@ -207,7 +207,7 @@ def hessian_trace(loss_fn: LossFn, params: PyTree, batch: PyTree, *, key: jax.Ar
         ...                     num_samples=4, preconditioner=jnp.array([1.0, 1.0, 10.0])).estimate)
         3.5
     """
-    num_samples = _positive_int("num_samples", num_samples)
+    num_samples = check_int("num_samples", num_samples)
     if method not in _TRACE_METHODS:
         raise ValueError(f"method must be one of {_TRACE_METHODS}; got {method!r}.")
     curvature, mask_leaves, batch = _prepare(curvature, params, batch, mask, preconditioner)
