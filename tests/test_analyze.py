@@ -13,7 +13,7 @@ from landscape import analyze as analyze_mod
 from landscape.analyze import analyze, confidence_band, interpolation_max_rise, ring_increase
 from landscape.cli import main
 from landscape.config import ConfigError, TrainConfig
-from landscape.plotting import is_blank
+from images import is_blank
 from landscape.records import read_records
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from landscape.cli import main
-from landscape.plotting import is_blank
+from images import is_blank
 
 TINY = ["--dataset", "synthetic", "--width", "0.125", "--steps", "4", "--probe-every", "2",
         "--num-step-sizes", "2", "--batch-size", "32", "--checkpoint-every", "2", "--no-progress"]

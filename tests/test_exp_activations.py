@@ -11,7 +11,7 @@ import pytest
 from landscape import bridge
 from landscape.config import TrainConfig
 from landscape.models import build_model
-from landscape.plotting import is_blank
+from images import is_blank
 from landscape.reproduce import EXPERIMENTS, run_experiment
 from landscape.train import StepContext
 

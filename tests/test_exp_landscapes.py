@@ -16,7 +16,7 @@ from landscape import bridge
 from landscape.config import ConfigError
 from landscape.experiments import landscapes as L
 from landscape.models import build_model
-from landscape.plotting import is_blank
+from images import is_blank
 from landscape.reproduce import EXPERIMENTS, run_experiment
 from landscape.train import StepContext
 

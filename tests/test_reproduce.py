@@ -2,7 +2,7 @@
 
 import json
 
-from landscape.plotting import is_blank
+from images import is_blank
 from landscape.reproduce import EXPERIMENTS, replot, run_experiment
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from landscape import bridge
 from landscape.data import batch_at, make_synthetic
 from landscape.experiments import EXPERIMENTS
-from landscape.plotting import is_blank
+from images import is_blank
 from landscape.probes import load_surface
 from landscape.reproduce import run_experiment
 from landscape.train import restore_model

@@ -85,19 +85,6 @@ def _run_metric(entry: Mapping[str, Any], run: Mapping[str, Any], metric: str
     return entry["steps"], entry[metric]
 
 
-def _smooth(values: Sequence[float], window: int) -> list[float]:
-    """NaN-aware trailing moving average over ``window`` points (NaN points stay NaN)."""
-    y = np.asarray(values, dtype=float)
-    ok = np.isfinite(y)
-    csum = np.concatenate([[0.0], np.cumsum(np.where(ok, y, 0.0))])
-    ccnt = np.concatenate([[0], np.cumsum(ok)])
-    idx = np.arange(1, y.size + 1)
-    lo = np.maximum(idx - window, 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        avg = (csum[idx] - csum[lo]) / (ccnt[idx] - ccnt[lo])
-    return np.where(ok, avg, np.nan).tolist()
-
-
 def _legend_outside(fig: Any) -> None:
     """Move a one-axis figure's legend to the right of the axis (nine norms cover the data)."""
     ax = fig.axes[0]
@@ -146,7 +133,7 @@ def _compare_figures(out: Path, runs: Mapping[str, Mapping[str, Any]],
                      grid: Mapping[str, Mapping[int, str]], metrics: Sequence[str],
                      title: str) -> list[str]:
     """``compare_<metric>.png`` per metric: the mean over seeds and the min..max band."""
-    from landscape.plotting import plot_compare, save_figure
+    from landscape.figures import moving_average, plot_compare, save_figure
 
     longest = max((len(r["train"]) for r in runs.values()), default=0)
     window = max(1, longest // 20)
@@ -156,7 +143,7 @@ def _compare_figures(out: Path, runs: Mapping[str, Mapping[str, Any]],
     figures = []
     for metric in metrics:
         smoothed = metric == "train_loss" and window > 1
-        data = {norm: ({**per_norm[norm][metric], **{k: _smooth(per_norm[norm][metric][k], window)
+        data = {norm: ({**per_norm[norm][metric], **{k: moving_average(per_norm[norm][metric][k], window)
                                                     for k in ("mean", "lo", "hi")}}
                        if smoothed else per_norm[norm][metric]) for norm in grid}
         note = f"; moving average of {window} steps" if smoothed else ""
