@@ -256,7 +256,8 @@ def test_zero_width_band_is_still_drawn():
     s2 = fig4_summary(0, 1.0, n=1)
     s2["loss_max"] = s2["loss_min"]          # and at one step: a dot with its value
     ax = figures.fig4_band({"batchnorm": s, "vanilla": s2}, "loss")
-    edges = [ln for ln in ax.get_lines() if ln.get_color() == label_colors(["batchnorm"])["batchnorm"]]
+    blue = label_colors(["batchnorm"])["batchnorm"]
+    edges = [ln for ln in ax.get_lines() if ln.get_color() == blue]
     assert len(edges) == 2 and np.allclose(edges[0].get_ydata(), s["loss_min"])
     assert texts(ax) == [readable_number(s2["loss_min"][0])]
 
@@ -465,7 +466,7 @@ def test_plot_surfaces_overview_with_and_without_pca(tmp_path, bowl):
     titles = [ax.get_title() for ax in fig.axes]
     assert "batchnorm: PCA plane (70%, 20%)" in titles and "vanilla: PCA plane" in titles
     missing = fig.axes[titles.index("vanilla: PCA plane")]
-    assert texts(missing) == ["no PCA plane: one checkpoint"]
+    assert texts(missing) == ["no PCA plane:\none checkpoint"]
     assert len(fig.axes) == 6 + 3   # 2 rows × 3 panels, a colorbar per drawn contour
     assert_no_offset(fig)
 

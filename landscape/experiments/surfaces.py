@@ -116,10 +116,7 @@ def _measure(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
     }
     before = sorted(set(steps[:-1]) | {0})  # θ₀ and the checkpoints before θ_final
     if len(before) < 2:  # with θ_final they span one direction: no PCA plane
-        measured["pca_missing"] = (f"the trajectory of {run_dir.name} is θ₀ and θ_final alone "
-                                   f"(checkpoints {steps}); a PCA plane needs a checkpoint between them")
-        warnings.warn(f"surfaces: no PCA panel: {measured['pca_missing']}", RuntimeWarning,
-                      stacklevel=2)
+        measured["pca_missing"] = f"θ₀ and θ_final alone\n(checkpoints {steps})"
         return measured
     pca = probes.pca_directions([init] + _trajectory(run_dir, steps), params, num=2)
     lo, hi = pca.projected.min(axis=0), pca.projected.max(axis=0)
@@ -169,7 +166,7 @@ def _comparison(models: dict[str, dict[str, Any]], batch_size: int) -> str:
 
     def explained(e):
         ratios = e["pca_explained_variance"]
-        return f"{sum(ratios):.0%}" if ratios else "n/a (no PCA plane)"
+        return f"{sum(ratios):.0%}" if ratios else "n/a"
 
     return (
         f"Final train loss: BN {bn['train_loss']:.3g}, vanilla {va['train_loss']:.3g}. "
@@ -235,6 +232,11 @@ def surfaces_finalize(out: Path, runs: dict[str, dict[str, Any]], *, settings: d
                       title: str) -> dict[str, Any]:
     """Measure every run's surfaces, write the arrays and figures, return ``summary.json``."""
     measured = {label: _measure(out / label, settings) for label in runs}
+    missing = [label for label, m in measured.items() if m["pca"] is None]
+    if missing:
+        warnings.warn(f"surfaces: no PCA panel for {', '.join(missing)}: the trajectory is θ₀ and "
+                      "θ_final alone; its PCA plane needs a checkpoint between them (checkpoint "
+                      "more often)", RuntimeWarning, stacklevel=2)
     models = {label: _entry(runs[label], m, settings["mode"]) for label, m in measured.items()}
     _save(out, measured, settings["mode"], title)
     batch_size = next(iter(runs.values()))["config"]["batch_size"]

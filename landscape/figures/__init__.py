@@ -11,7 +11,7 @@ value written. Colours follow :func:`label_colors`: vanilla red, BatchNorm blue,
 
 ============================  ===================================================================
 :mod:`.training`              Santurkar Fig. 4 bands and effective β, training curves, seed bands
-:mod:`.activations`           activation percentiles and histograms over training (S Fig. 1/2, I Fig. 1)
+:mod:`.activations`           activation percentiles and histograms (S Fig. 1/2, I Fig. 1)
 :mod:`.ics`                   internal covariate shift through gradients (S Fig. 3)
 :mod:`.surfaces`              1-D lines, 2-D contours, 3-D views, convexity maps of loss surfaces
 :mod:`.spectra`               edge of stability, Hessian spectra over training, blockwise spectra

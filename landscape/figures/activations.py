@@ -82,7 +82,7 @@ def plot_activation_percentiles(series: Mapping[str, Mapping[str, Any]], *,
     colors = label_colors(series)
     for ax, (label, s) in zip(axes, series.items()):
         activation_percentiles(label, s, color=colors[label], ax=ax)
-    figure_legend(fig, axes)  # line styles name the percentiles; below the panels, clear of the data
+    figure_legend(fig, axes)  # line styles name the percentiles; below the panels, off the data
     axes[0].set_ylabel("activation (input to the nonlinearity)")
     if not series:
         no_data(axes[0])

@@ -39,7 +39,8 @@ __all__ = ["convexity_panel", "plot_skip_overview", "plot_surface_1d", "plot_sur
            "surface_curves"]
 
 
-def _grid(a: Any, b: Any, values: Any, *, log: bool) -> tuple[np.ndarray, np.ndarray, np.ma.MaskedArray]:
+def _grid(a: Any, b: Any, values: Any, *, log: bool
+          ) -> tuple[np.ndarray, np.ndarray, np.ma.MaskedArray]:
     """Validated (A,), (B,), masked (A, B) arrays; non-finite (and, for log, ≤ 0) masked."""
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
@@ -316,7 +317,7 @@ def convexity_panel(a: Any, b: Any, ratio: Any, *, vmax: float, label: str,
 def _missing(ax: Axes, why: str) -> None:
     """An empty panel that says why it is empty."""
     ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", color="0.4",
-            fontsize=9, wrap=True)
+            fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -330,7 +331,7 @@ def plot_surfaces_overview(models: Mapping[str, Mapping[str, Any]], *, title: st
     Args:
       models: label → dict with ``slice`` ``(a, b, loss)``, ``line`` ``(alpha, loss)`` and
         ``pca``: ``(a, b, loss, trajectory, explained_variance_ratio)``, or ``None`` with
-        ``pca_missing`` saying why (the panel then says so).
+        ``pca_missing`` saying why in a line or two (the panel then says so).
       title: figure title.
       path, formats: save the figure (see :func:`save_figure`).
 
@@ -348,7 +349,7 @@ def plot_surfaces_overview(models: Mapping[str, Mapping[str, Any]], *, title: st
                        colors=colors, ax=row[1])
         row[1].set(title=f"{label}: θ₀ → θ_final", xlabel="α", ylabel="loss")
         if m.get("pca") is None:
-            _missing(row[2], f"no PCA plane: {m.get('pca_missing', 'not measured')}")
+            _missing(row[2], f"no PCA plane:\n{m.get('pca_missing', 'not measured')}")
             row[2].set(title=f"{label}: PCA plane")
             continue
         a, b, loss, trajectory, ev = m["pca"]
@@ -369,7 +370,8 @@ def plot_skip_overview(pairs: Sequence[Sequence[str]], slices: Mapping[str, tupl
     Args:
       pairs: per row the two model labels (e.g. ``("resnet8", "resnet8-noshort")``).
       slices: label → ``(a, b, loss)`` of its filter-normalized slice.
-      convexity: label → dict with ``a``, ``b``, ``ratio`` (:func:`~landscape.experiments.skip.convexity_map`).
+      convexity: label → dict with ``a``, ``b``, ``ratio``
+        (:func:`~landscape.experiments.skip.convexity_map`).
       title: the first line of the figure title.
       path, formats: save the figure (see :func:`save_figure`).
     """

@@ -89,7 +89,8 @@ def gradient_norm_against_depth(slopes: Mapping[str, Mapping[str, Any]], *, titl
 
     Args:
       slopes: position (``"pre"``, ``"post"``) → dict with ``depths``, ``mean``, ``std``,
-        ``slope`` and ``theory_slope`` (:func:`~landscape.experiments.transformer_norms.xiong_slopes`).
+        ``slope`` and ``theory_slope``
+        (:func:`~landscape.experiments.transformer_norms.xiong_slopes`).
       title: the panel title.
       ax: the Axes to draw on (None: a new figure).
     """

@@ -33,7 +33,6 @@ from landscape.figures._axes import (draw_band, draw_line, figure_legend, mark_d
 from landscape.figures._canvas import PathLike, axes_or_new, finish_figure, new_figure
 from landscape.figures._colors import label_colors
 from landscape.figures._series import all_positive, as_array, check_lengths, moving_average
-from landscape.records import FIG4_FIELDS
 
 __all__ = ["compare_bands", "effective_beta_curves", "fig4_band", "plot_compare", "plot_fig4",
            "plot_training", "summary_from_probe_rows", "training_curve"]
