@@ -360,6 +360,9 @@ def test_plot_compare(tmp_path):
     ax = fig.axes[0]
     assert ax.get_yscale() == "log" and ax.get_ylabel() == "loss_max"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["batch (n=3)", "none"]
+    wide = plot_compare(per_norm, "loss_max", legend_outside=True)
+    assert wide.axes[0].get_legend() is None and tuple(wide.get_size_inches()) == (8.2, 4.8)
+    assert [t.get_text() for t in wide.legends[0].get_texts()] == ["batch (n=3)", "none"]
     fig = plot_compare({"batch": {"steps": [0, 1], "mean": [0.5, -0.5], "lo": [0, -1],
                                   "hi": [1, 0]}}, "cosine")
     assert fig.axes[0].get_yscale() == "linear"

@@ -346,16 +346,29 @@ def compare_bands(per_norm: Mapping[str, Mapping[str, Any]], metric: str, *,
     return ax
 
 
+def _legend_outside(ax: Axes) -> None:
+    """Move the axis' legend to the right of it, widening the figure (nine norms cover the data)."""
+    legend = ax.get_legend()
+    if legend is None:
+        return
+    handles, labels = ax.get_legend_handles_labels()
+    legend.remove()
+    ax.figure.set_size_inches(8.2, 4.8)
+    ax.figure.legend(handles, labels, loc="outside right upper", frameon=False, fontsize=9)
+
+
 def plot_compare(per_norm: Mapping[str, Mapping[str, Any]], metric: str, *,
                  log: bool | None = None, title: str | None = None,
                  diverged: Mapping[str, float | None] | None = None,
-                 path: PathLike | None = None, formats: Sequence[str] = ("png", "pdf")) -> Figure:
+                 legend_outside: bool = False, path: PathLike | None = None,
+                 formats: Sequence[str] = ("png", "pdf")) -> Figure:
     """:func:`compare_bands` as a figure of its own, with divergence steps marked.
 
     Args:
       per_norm, metric, log: see :func:`compare_bands`.
       title: the axis title (default: ``metric``).
       diverged: label → divergence step, marked with a dashed line.
+      legend_outside: the legend right of the axis, on a wider figure (many labels).
       path, formats: save the figure (see :func:`save_figure`).
 
     Returns:
@@ -367,4 +380,6 @@ def plot_compare(per_norm: Mapping[str, Mapping[str, Any]], metric: str, *,
     """
     ax = compare_bands(per_norm, metric, log=log, title=title, ax=new_figure(6.5, 4.2).subplots())
     mark_diverged([ax], diverged, label_colors(per_norm))
+    if legend_outside:
+        _legend_outside(ax)
     return finish_figure(ax.figure, path, formats)
