@@ -557,7 +557,7 @@ def main(argv=None) -> None:
                   f"{c['frac_bn_beta_below_by_quarter']} | diverged BN {s_b['diverged']} "
                   f"vanilla {s_v['diverged']} | run {s_b['run_s']}+{s_v['run_s']} s", flush=True)
             if not args.no_figures:
-                from landscape.plotting import plot_fig4
+                from landscape.figures import plot_fig4
                 import matplotlib.pyplot as plt
                 path = RESULTS / f"dln_{key}"
                 fig = plot_fig4({"batchnorm": fig4_summary(bn), "vanilla": fig4_summary(va)},

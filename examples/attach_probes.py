@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from landscape import data, plotting, probes  # probe
+from landscape import data, figures, probes  # probe
 from landscape.engine import Schedule, StepProbeHook, attach, nnx_loss  # probe
 from landscape.models import VGG
 from landscape.train import read_run  # probe
@@ -48,6 +48,6 @@ for step in range(STEPS):
     train_step(model, optimizer, batch)
 
 hooks.close()  # probe
-summary = plotting.summary_from_probe_rows(read_run(OUT)["probes"])  # probe
-plotting.plot_fig4({"batchnorm": summary}, path=f"{OUT}/fig4")  # probe
+summary = figures.summary_from_probe_rows(read_run(OUT)["probes"])  # probe
+figures.plot_fig4({"batchnorm": summary}, path=f"{OUT}/fig4")  # probe
 print(f"wrote {OUT}/fig4.png")  # probe

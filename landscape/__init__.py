@@ -14,7 +14,7 @@ The flat API (everything else lives in the submodules named below):
   :class:`TrainConfig`, :func:`landscape.train.train`, :func:`read_run` (:mod:`landscape.train`)
 - models and normalizations: :func:`build_model`, :class:`VGG`, :class:`MLP`, :class:`DeepLinear`,
   :func:`make_normalization` (:mod:`landscape.models`, :mod:`landscape.normalization`)
-- theory: :func:`theory_table` (:mod:`landscape.theory`); figures: :mod:`landscape.plotting`;
+- theory: :func:`theory_table` (:mod:`landscape.theory`); figures: :mod:`landscape.figures`;
   reproductions: :mod:`landscape.reproduce`; data: :mod:`landscape.data`; several devices and
   hosts: :mod:`landscape.parallel`
 """
@@ -23,7 +23,7 @@ import importlib
 from typing import Any
 
 # Public names → the submodule defining them. Imported on first use, so that light modules
-# (plotting, records, data) and the CLI's argument errors do not pay for importing JAX and Flax.
+# (figures, records, data) and the CLI's argument errors do not pay for importing JAX and Flax.
 _EXPORTS = {
     "make_batch": "bridge", "make_loss_fn": "bridge", "split": "bridge",
     "ConfigError": "config", "TrainConfig": "config",
@@ -40,7 +40,7 @@ _EXPORTS = {
 }
 # ``landscape.train`` is the training module (its ``train`` function: ``from landscape.train
 # import train``); a top-level ``train`` function would collide with it.
-_SUBMODULES = ("bridge", "config", "data", "engine", "models", "normalization", "parallel", "plotting",
+_SUBMODULES = ("bridge", "config", "data", "engine", "figures", "models", "normalization", "parallel",
                "probes", "records", "reproduce", "theory", "train")
 
 

@@ -489,11 +489,12 @@ def analyze(run_dir: str | os.PathLike, *, steps: str | Sequence[int] = "last",
 def plot_analysis(out: Path, records: list[dict[str, Any]], options: dict[str, Any]) -> list[Path]:
     """``analysis.png`` (probe means and bands vs checkpoint step), one contour per 2-D slice,
     ``interpolation.png`` (every step's line); returns the PNG paths."""
-    from landscape.surface_plots import plot_surface_1d, plot_surface_contour
+    from landscape.figures import plot_checkpoint_analysis, plot_surface_1d, plot_surface_contour
 
     if not records:
         return []
-    paths = [_plot_probe_panels(out / "analysis", records, options["mode"])]
+    plot_checkpoint_analysis(records, options["mode"], path=out / "analysis", formats=("png",))
+    paths = [out / "analysis.png"]
     curves = {}
     for r in records:
         stem = out / f"surface_step{r['step']}"
@@ -512,32 +513,3 @@ def plot_analysis(out: Path, records: list[dict[str, Any]], options: dict[str, A
                         formats=("png",))
         paths.append(out / "interpolation.png")
     return paths
-
-
-def _plot_probe_panels(path: Path, records: list[dict[str, Any]], mode: str) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from landscape.plotting import save_figure
-
-    panels = [("loss_range", "loss range over η"), ("grad_change", "max ‖∇L(θ−ηg) − g‖"),
-              ("effective_beta", "effective β")]
-    has_lambda = any("lambda_max" in r for r in records)
-    fig = Figure(figsize=(3.6 * (len(panels) + has_lambda), 3.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(panels) + has_lambda, squeeze=False)[0]
-    steps = np.array([r["step"] for r in records], float)
-    for ax, (q, label) in zip(axes, panels):
-        get = lambda k: np.array([r.get(k, math.nan) for r in records], float)  # noqa: E731
-        ax.plot(steps, get(f"{q}_mean"), "o-", color="#1f77b4", ms=3)
-        ax.fill_between(steps, get(f"{q}_lo"), get(f"{q}_hi"), color="#1f77b4", alpha=0.25,
-                        label="95 % band")
-        ax.set(xlabel="checkpoint step", title=label)
-        ax.grid(alpha=0.3)
-    if has_lambda:
-        axes[-1].plot(steps, [r.get("lambda_max", math.nan) for r in records], "o-", color="k", ms=3)
-        axes[-1].set(xlabel="checkpoint step", title="Hessian λ_max")
-        axes[-1].grid(alpha=0.3)
-    fig.suptitle(f"checkpoint analysis ({mode}; mean ± 95 % band over minibatches)")
-    save_figure(fig, path, ("png",))
-    return Path(f"{path}.png")

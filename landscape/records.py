@@ -30,7 +30,7 @@ import numpy as np
 
 #: The Figure-4 quantities of every probe record and summary (Santurkar et al. 2018, Fig. 4):
 #: the bands of (a) loss and (b) gradient change over η, (c) the effective β, and ‖∇L‖. The one
-#: source of truth for summaries (:mod:`landscape.experiments.fig4`) and figures (:mod:`landscape.plotting`).
+#: source of truth for summaries (:mod:`landscape.experiments.fig4`) and figures (:mod:`landscape.figures`).
 FIG4_FIELDS: tuple[str, ...] = ("loss_min", "loss_max", "grad_change_min", "grad_change_max",
                                 "effective_beta", "grad_norm")
 

@@ -1,23 +1,21 @@
-"""The test suite's check that a saved figure shows something."""
+"""Checks on saved images that the tests share."""
+
+from __future__ import annotations
 
 import os
 
 import numpy as np
+from matplotlib.image import imread
 
 
-def is_blank(path: str | os.PathLike, *, tolerance: float = 0.02, min_fraction: float = 1e-3) -> bool:
+def is_blank(path: str | os.PathLike, *, tolerance: float = 0.02,
+             min_fraction: float = 1e-3) -> bool:
     """True when the saved PNG at ``path`` is (nearly) a single colour.
 
     A pixel counts as different when any RGB channel differs from the top-left pixel's by more than
     ``tolerance`` (channels in [0, 1]); the image is blank when fewer than ``min_fraction`` of the
     pixels differ.
-
-    Example:
-        >>> save_figure(plot_fig4(models), "/tmp/f", ("png",)); is_blank("/tmp/f.png")
-        False
     """
-    from matplotlib.image import imread
-
     img = np.asarray(imread(os.fspath(path)), dtype=float)
     if img.ndim == 2:
         img = img[..., None]

@@ -25,8 +25,9 @@ from scipy.spatial.distance import jensenshannon
 from landscape import bridge, models, probes
 from landscape.config import ConfigError
 from landscape.experiments import EXPERIMENTS
-from landscape.experiments.blockwise import (blockwise_experiment, blockwise_record,
-                                              plot_blockwise)
+from landscape.experiments.blockwise import blockwise_experiment, blockwise_record
+from landscape.figures import (blockwise_densities, js_distance_heatmap, new_figure,
+                               plot_blockwise)
 from images import is_blank
 from landscape.reproduce import run_experiment
 from tolerance import assert_close
@@ -270,18 +271,18 @@ def test_blockwise_spectra_errors(quadratic):
 
 
 def test_plot_blockwise_draws_on_given_axes(quadratic):
-    from landscape.plotting import _new_figure
-
     _, _, _, _, s = quadratic
     record = blockwise_record(s, probes.js_distance_matrix(s))
-    axes = _new_figure(8.0, 3.0).subplots(1, 2)
-    returned = plot_blockwise(record, axes, title="quadratic")
-    assert returned[0] is axes[0] and returned[1] is axes[1]
+    axes = new_figure(8.0, 3.0).subplots(1, 2)
+    assert blockwise_densities(record, title="quadratic", ax=axes[0]) is axes[0]
+    assert js_distance_heatmap(record, title="quadratic", ax=axes[1]) is axes[1]
     assert len(axes[0].get_lines()) == 3
     cells = [t.get_text() for t in axes[1].texts]
     assert len(cells) == 9 and cells[0] == "0.00"
-    dens_ax, heat_ax = plot_blockwise(record)  # a figure of its own
-    assert dens_ax.figure is heat_ax.figure and dens_ax.figure is not axes[0].figure
+    dens_ax = blockwise_densities(record)  # a figure of its own
+    assert dens_ax.figure is not axes[0].figure
+    fig = plot_blockwise({"quadratic": record, "again": record})  # one row per network
+    assert len(fig.axes) == 2 * 2 + 2  # two panels per row and each heatmap's colorbar
 
 
 # ----------------------------------------------------------------------------------------------

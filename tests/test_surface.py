@@ -536,19 +536,19 @@ def fabricated():
 
 
 def test_plots_write_files(tmp_path, fabricated):
-    from landscape import surface_plots
+    from landscape import figures
 
     a, b, z, traj = fabricated
     x = np.linspace(-0.5, 1.5, 41)
     figs = {
-        "curve": surface_plots.plot_surface_1d(
+        "curve": figures.plot_surface_1d(
             {"vanilla": (x, 1 + (x - 1) ** 2), "batchnorm": (x, 0.5 + x ** 2)}, log_y=True,
             marks=(0, 1), path=tmp_path / "curve", title="interpolation"),
-        "contour": surface_plots.plot_surface_contour(a, b, z, trajectory=traj,
-                                                      path=tmp_path / "contour"),
-        "contour_log": surface_plots.plot_surface_contour(a, b, z, log=True,
-                                                          path=tmp_path / "contour_log"),
-        "surf3d": surface_plots.plot_surface_3d(a, b, z, log=True, path=tmp_path / "surf3d"),
+        "contour": figures.plot_surface_contour(a, b, z, trajectory=traj,
+                                                path=tmp_path / "contour"),
+        "contour_log": figures.plot_surface_contour(a, b, z, log=True,
+                                                    path=tmp_path / "contour_log"),
+        "surf3d": figures.plot_surface_3d(a, b, z, log=True, path=tmp_path / "surf3d"),
     }
     for name, fig in figs.items():
         assert (tmp_path / f"{name}.pdf").stat().st_size > 0
@@ -556,9 +556,9 @@ def test_plots_write_files(tmp_path, fabricated):
     contour_ax = figs["contour"].axes[0]
     assert len(contour_ax.lines) == 3        # trajectory, start, end
     with pytest.raises(ValueError, match="trajectory"):
-        surface_plots.plot_surface_contour(a, b, z, trajectory=traj[:, :1])
+        figures.plot_surface_contour(a, b, z, trajectory=traj[:, :1])
     with pytest.raises(ValueError, match="values"):
-        surface_plots.plot_surface_contour(a, b, z.T)
+        figures.plot_surface_contour(a, b, z.T)
 
 
 @pytest.mark.parametrize("name", ["_surface", "_directions"])

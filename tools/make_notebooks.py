@@ -143,7 +143,7 @@ OUT = os.environ.get("LANDSCAPE_NB_OUT", "runs/notebook_curvature")"""),
 step; under `jit` or on a GPU one `scan`); `spectral_density` averages the Ritz values of several
 random starts weighted by the squared first components of the tridiagonal's eigenvectors. The BN
 mode of the loss is explicit: `batch_stats` is the training loss."""),
-    new_code_cell("""from landscape.surface_plots import plot_surface_1d
+    new_code_cell("""from landscape.figures import plot_surface_1d
 
 ds = data.load_dataset(DATASET)
 x, y = data.batch_at(ds, 0, 128, seed=0)
@@ -170,7 +170,7 @@ same values). The Figure-4 probe runs on the same schedule, so the proxy and the
 sit side by side. The dashed line is 2/lr, the stability limit of gradient descent."""),
     new_code_cell("""from landscape.engine import CurvatureHook, train
 from landscape.records import read_records
-from landscape.surface_plots import plot_surface_1d
+from landscape.figures import plot_surface_1d
 
 config = TrainConfig(dataset=DATASET, model="vgg5", width=0.25, norm="batch", steps=STEPS,
                      probe_every=PROBE_EVERY, eval_every=0, checkpoint_every=max(1, STEPS // 4),
@@ -192,7 +192,7 @@ Two Gaussian directions, each filter (the last axis of a Flax kernel) rescaled t
 same filter of θ, biases and BN parameters zeroed (Li et al.'s `--xignore biasbn`). Each grid point
 is one loss evaluation, evaluated in compiled chunks."""),
     new_code_cell("""from landscape.train import restore_model
-from landscape.surface_plots import plot_surface_contour
+from landscape.figures import plot_surface_contour
 
 model = restore_model(run_dir)
 _, params, state = split(model)

@@ -228,37 +228,6 @@ def run_entry(run: Mapping[str, Any], *, max_points: float = 2000) -> dict[str, 
 # ------------------------------------------------------------------------------------ figures
 
 
-def _stack_figures(figures: Sequence[Any], path: Path) -> list[Path]:
-    """Save ``figures`` one above the other as ``path.png``/``.pdf`` (rendered at the save dpi).
-
-    The plotting functions each build their own figure; this pastes their renderings into one page
-    (raster in the PDF too; the parts are also saved as vector figures by the callers).
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from landscape.plotting import DEFAULT_DPI, save_figure
-
-    images = []
-    for fig in figures:
-        fig.set_dpi(DEFAULT_DPI)
-        canvas = FigureCanvasAgg(fig)
-        canvas.draw()
-        images.append(np.asarray(canvas.buffer_rgba())[..., :3])
-    width = max(im.shape[1] for im in images)
-    rows = []
-    for im in images:
-        pad = width - im.shape[1]
-        rows.append(np.pad(im, ((0, 0), (pad // 2, pad - pad // 2), (0, 0)), constant_values=255))
-    page = np.concatenate(rows, axis=0)
-    fig = Figure(figsize=(page.shape[1] / DEFAULT_DPI, page.shape[0] / DEFAULT_DPI))
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
-    ax.imshow(page, interpolation="none")
-    ax.set_axis_off()
-    return save_figure(fig, path, dpi=DEFAULT_DPI)
-
-
 def _hist_series(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     out = {}
     for label, run in runs.items():
@@ -284,11 +253,8 @@ def _layer_words(entries: Mapping[str, Mapping[str, Any]]) -> str:
 def _finalize_distributions(out: Path, runs: Mapping[str, Mapping[str, Any]], *, name: str,
                             title: str, smooth: int) -> dict[str, Any]:
     """Summary and figures of ``fig1``/``fig2``: training curves above, ridge histograms below."""
-    from landscape.plotting import (
-        plot_activation_histograms,
-        plot_training,
-        save_figure,
-    )
+    from landscape.figures import (plot_activation_histograms, plot_training, save_figure,
+                                   stack_figures)
 
     models = {label: run_entry(run) for label, run in runs.items()}
     full = {label: run_entry(run, max_points=math.inf) for label, run in runs.items()}
@@ -302,7 +268,7 @@ def _finalize_distributions(out: Path, runs: Mapping[str, Mapping[str, Any]], *,
               "nonlinearity; train mode, the step's minibatch)")
     written = save_figure(training, out / f"{name}_training")
     written += save_figure(hist, out / f"{name}_activations")
-    written += _stack_figures([training, hist], out / name)
+    written += stack_figures([training, hist], out / name)
     return {"models": models, "figures": [p.name for p in written],
             "config": {label: run["config"] for label, run in runs.items()}}
 
@@ -484,7 +450,7 @@ def ioffe_fig1_experiment(preset: str = "quick", *, layer: int = -1, unit: int =
     ``model="mlp"`` at ``width=1.0`` (3 × 100 sigmoid units). Activations: unit ``unit`` (default
     0) of block ``layer`` (default: the last hidden layer, block2), the input to its sigmoid in
     train mode over the step's 60 examples, every ``measure_every`` steps (default: about 100
-    points); drawn with :func:`landscape.plotting.plot_activation_percentiles`.
+    points); drawn with :func:`landscape.figures.plot_activation_percentiles`.
 
     Choices where the paper is silent: plain SGD with lr 0.1 for both nets (the paper gives neither
     optimizer nor rate; with 0.1 the net without BN trains within the quick budget but visibly
@@ -514,11 +480,8 @@ def ioffe_fig1_experiment(preset: str = "quick", *, layer: int = -1, unit: int =
         return [activation_measurement(layer=layer, unit=unit, every=every, seed=cfg.seed)]
 
     def finalize(out: Path, r: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        from landscape.plotting import (
-            plot_activation_percentiles,
-            plot_training,
-            save_figure,
-        )
+        from landscape.figures import (plot_activation_percentiles, plot_training, save_figure,
+                                       stack_figures)
 
         models = {label: run_entry(run) for label, run in r.items()}
         full = {label: run_entry(run, max_points=math.inf) for label, run in r.items()}
@@ -533,7 +496,7 @@ def ioffe_fig1_experiment(preset: str = "quick", *, layer: int = -1, unit: int =
                   "the step's minibatch")
         written = save_figure(training, out / "ioffe-fig1_training")
         written += save_figure(pct, out / "ioffe-fig1_activations")
-        written += _stack_figures([training, pct], out / "ioffe-fig1")
+        written += stack_figures([training, pct], out / "ioffe-fig1")
         return {"models": models, "figures": [p.name for p in written],
                 "config": {label: run["config"] for label, run in r.items()}}
 

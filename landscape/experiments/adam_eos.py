@@ -104,43 +104,10 @@ def adam_eos_summary(run: Mapping[str, Any], b1: float) -> dict[str, Any]:
     return entry
 
 
-def plot_adam_eos(models: Mapping[str, Mapping[str, Any]], *, title: str | None = None):
-    """(a) loss; (b) λ_max(P⁻¹H) with dashed 38/η; (c) λ_max(H) and the critical sharpness."""
-    from landscape.plotting import _new_figure, label_colors
-
-    fig = _new_figure(7.5, 9.0)
-    top, middle, bottom = fig.subplots(3, 1, sharex=True)
-    colors = label_colors(models)
-    for label, m in models.items():
-        c = colors[label]
-        top.plot(m["loss_steps"], _floats(m["train_loss"]), color=c,
-                 lw=1.0, label=f"η = {m['lr']:.3g} (38/η = {m['threshold']:.3g})")
-        middle.plot(m["steps"], _floats(m["preconditioned_sharpness"]), color=c, marker=".", ms=3, lw=1.2)
-        middle.axhline(m["threshold"], color=c, ls="--", lw=1.0)
-        bottom.plot(m["steps"], _floats(m["sharpness"]), color=c, marker=".", ms=3, lw=1.2)
-        bottom.plot(m["steps"], _floats(m["critical_sharpness"]), color=c, marker="x", ms=4, lw=0.8, ls=":")
-        bottom.axhline(2 / m["lr"], color=c, ls="--", lw=0.8)
-    top.set_yscale("log")
-    top.set_ylabel("train loss (full batch)")
-    top.set_title("(a) training loss")
-    top.legend(fontsize=8, frameon=False)
-    middle.set_yscale("log")
-    middle.set_ylabel(r"$\lambda_{\max}(P^{-1}H)$")
-    middle.set_title(r"(b) preconditioned sharpness; dashed: $(2+2\beta_1)/((1-\beta_1)\eta)$")
-    bottom.set_yscale("log")
-    bottom.set_ylabel("sharpness")
-    bottom.set_xlabel("step")
-    bottom.set_title(r"(c) solid: $\lambda_{\max}(H)$; dotted ×: critical sharpness $2/\eta_c$ along Adam's step; dashed: $2/\eta$",
-                     fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
-
-
 def adam_eos_finalize(out: Path, runs: dict[str, dict[str, Any]], *, b1: float,
                       title: str | None = None) -> dict[str, Any]:
     """``summary.json`` content and ``adam_eos.png``."""
-    from landscape.plotting import save_figure
+    from landscape.figures import plot_adam_eos
 
     models = {label: adam_eos_summary(run, b1) for label, run in runs.items()}
     comparison = {f"{label}_{key}": float(m[key]) for label, m in models.items()
@@ -155,7 +122,7 @@ def adam_eos_finalize(out: Path, runs: dict[str, dict[str, Any]], *, b1: float,
                         "critical_over_preconditioned_median: λ_c along Adam's step ÷ λ_max(P⁻¹H); "
                         "lr_over_critical_lr_median: η/η_c, how close Adam's own step is to the "
                         "step length that would raise the loss.")}
-    save_figure(plot_adam_eos(models, title=title), out / "adam_eos")
+    plot_adam_eos(models, title=title, path=out / "adam_eos")
     return summary
 
 

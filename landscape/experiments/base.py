@@ -135,7 +135,7 @@ def aggregate_over_seeds(per_seed: Mapping[Any, tuple[Sequence[float], Sequence[
     Returns:
         dict of lists over the sorted union of steps: ``steps``, ``mean`` (over the seeds with a
         finite value at that step), ``std`` (sample standard deviation, ddof = 1; 0 with one
-        value), ``lo``/``hi`` (min/max over seeds — the band :func:`landscape.plotting.plot_compare`
+        value), ``lo``/``hi`` (min/max over seeds — the band :func:`landscape.figures.plot_compare`
         draws), ``count`` (finite values per step); and ``n``, the number of seeds. Steps where
         no seed is finite hold NaN.
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from landscape.config import ConfigError
 from landscape.experiments.base import Experiment
 
 __all__ = ["BLOCKWISE_PRESETS", "blockwise_experiment", "blockwise_finalize", "blockwise_record",
-           "measure_blockwise", "plot_blockwise"]
+           "measure_blockwise"]
 
 #: Per preset: the two models, their batches and the SLQ settings.
 BLOCKWISE_PRESETS: dict[str, dict[str, Any]] = {
@@ -139,9 +139,9 @@ def _problem(model, x, y, dtype: str):
 
 
 def blockwise_record(spectra: probes.BlockwiseSpectra, js: probes.JSDistances) -> dict[str, Any]:
-    """One network's result as plain NumPy / Python (what :func:`plot_blockwise` draws): ``blocks``,
-    ``parameter_counts``, ``grid``, ``densities``, ``top_eigenvalues``, ``js_distances``,
-    ``heterogeneity``, ``self_distances`` and their mean ``noise_floor``."""
+    """One network's result as plain NumPy / Python (what :func:`landscape.figures.plot_blockwise`
+    draws): ``blocks``, ``parameter_counts``, ``grid``, ``densities``, ``top_eigenvalues``,
+    ``js_distances``, ``heterogeneity``, ``self_distances`` and their mean ``noise_floor``."""
     return {"blocks": list(spectra.names), "parameter_counts": list(spectra.sizes),
             "grid": np.asarray(spectra.grid, float),
             "densities": np.asarray(spectra.densities, float),
@@ -162,59 +162,6 @@ def measure_blockwise(loss_fn, params, batch, rule, *, key: jax.Array, num_iters
     return blockwise_record(spectra, probes.js_distance_matrix(spectra))
 
 
-def plot_blockwise(result: Mapping[str, Any], ax_grid: Sequence[Any] | None = None, *,
-                   title: str | None = None):
-    """(a) each block's density (log scale) against the eigenvalue, (b) the JS-distance heatmap.
-
-    Args:
-        result: :func:`blockwise_record`'s dict (``blocks``, ``grid``, ``densities``,
-            ``js_distances``, ``heterogeneity``).
-        ax_grid: two Matplotlib Axes ``(density_ax, heatmap_ax)`` to draw on; None: a new figure.
-        title: prefix of both panel titles (e.g. the network's name).
-
-    Returns:
-        ``(density_ax, heatmap_ax)``.
-
-    Example:
-        >>> density_ax, heatmap_ax = plot_blockwise(record)
-        >>> density_ax.figure.savefig("blockwise.png")
-    """
-    if ax_grid is None:
-        from landscape.plotting import _new_figure
-
-        ax_grid = _new_figure(12.0, 4.8).subplots(1, 2)
-    dens_ax, heat_ax = ax_grid
-    names, grid = result["blocks"], np.asarray(result["grid"], float)
-    densities = np.asarray(result["densities"], float)
-    floor = 1e-6 * float(np.max(densities))
-    colors = [f"C{i % 10}" for i in range(len(names))]
-    for i, (name, density) in enumerate(zip(names, densities)):
-        dens_ax.semilogy(grid, np.maximum(density, floor * 1e-3), color=colors[i],
-                         ls="-" if i < 10 else "--", lw=1.1, label=name)
-    dens_ax.set_ylim(bottom=floor)
-    prefix = f"{title}: " if title else ""
-    dens_ax.set(title=f"{prefix}blockwise Hessian spectra", xlabel="eigenvalue",
-                ylabel="density (log)")
-    dens_ax.legend(fontsize=7, frameon=False, ncols=1 + len(names) // 8)
-    _heatmap(heat_ax, np.asarray(result["js_distances"], float), names)
-    heat_ax.set_title(f"{prefix}JS distance: mean over pairs {result['heterogeneity']:.3f}, "
-                      f"SLQ noise floor {result.get('noise_floor', math.nan):.3f}", fontsize=10)
-    return dens_ax, heat_ax
-
-
-def _heatmap(ax, matrix: np.ndarray, names: Sequence[str]) -> None:
-    """The JS-distance matrix on [0, 1] with its values written in the cells."""
-    image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
-    ticks = range(len(names))
-    ax.set_xticks(ticks, names, rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(ticks, names, fontsize=7)
-    size = max(4.0, min(9.0, 80.0 / max(len(names), 1)))
-    for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=size,
-                color="black" if value > 0.6 else "white")
-    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-
-
 def _entry(record: Mapping[str, Any], description: str) -> dict[str, Any]:
     """The summary entry of one network (no grid or densities: they are in the figure)."""
     return {"description": description, "blocks": record["blocks"],
@@ -230,7 +177,7 @@ def _entry(record: Mapping[str, Any], description: str) -> dict[str, Any]:
 def blockwise_finalize(out: Path, runs: Mapping[str, Any], *, settings: Mapping[str, Any]
                        ) -> dict[str, Any]:
     """Measure both networks at initialisation: ``blockwise.png`` and the summary (no ``runs``)."""
-    from landscape.plotting import _new_figure, save_figure
+    from landscape.figures import plot_blockwise
 
     del runs  # nothing is trained: both networks are measured at initialisation
     s = dict(settings)
@@ -242,10 +189,7 @@ def blockwise_finalize(out: Path, runs: Mapping[str, Any], *, settings: Mapping[
             loss_fn, params, batch, text[name] = build(s)
             records[name] = measure_blockwise(loss_fn, params, batch, rule,
                                               key=jax.random.key(s["seed"]), **slq)
-    fig = _new_figure(13.0, 10.0)
-    for axes, name in zip(fig.subplots(2, 2), records):
-        plot_blockwise(records[name], axes, title=name)
-    save_figure(fig, Path(out) / "blockwise")
+    plot_blockwise(records, path=Path(out) / "blockwise")
     het = {name: r["heterogeneity"] for name, r in records.items()}
     floor = {name: r["noise_floor"] for name, r in records.items()}
     ratio = het["transformer"] / het["cnn"] if het["cnn"] > 0 else math.nan

@@ -85,31 +85,6 @@ def _run_metric(entry: Mapping[str, Any], run: Mapping[str, Any], metric: str
     return entry["steps"], entry[metric]
 
 
-def _smooth(values: Sequence[float], window: int) -> list[float]:
-    """NaN-aware trailing moving average over ``window`` points (NaN points stay NaN)."""
-    y = np.asarray(values, dtype=float)
-    ok = np.isfinite(y)
-    csum = np.concatenate([[0.0], np.cumsum(np.where(ok, y, 0.0))])
-    ccnt = np.concatenate([[0], np.cumsum(ok)])
-    idx = np.arange(1, y.size + 1)
-    lo = np.maximum(idx - window, 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        avg = (csum[idx] - csum[lo]) / (ccnt[idx] - ccnt[lo])
-    return np.where(ok, avg, np.nan).tolist()
-
-
-def _legend_outside(fig: Any) -> None:
-    """Move a one-axis figure's legend to the right of the axis (nine norms cover the data)."""
-    ax = fig.axes[0]
-    legend = ax.get_legend()
-    if legend is None:
-        return
-    handles, labels = ax.get_legend_handles_labels()
-    legend.remove()
-    fig.set_size_inches(8.2, 4.8)
-    fig.legend(handles, labels, loc="outside right upper", frameon=False, fontsize=9)
-
-
 def _fmt(d: Mapping[str, Any]) -> str:
     m, s = d["mean"], d["std"]
     if not math.isfinite(m):
@@ -146,7 +121,7 @@ def _compare_figures(out: Path, runs: Mapping[str, Mapping[str, Any]],
                      grid: Mapping[str, Mapping[int, str]], metrics: Sequence[str],
                      title: str) -> list[str]:
     """``compare_<metric>.png`` per metric: the mean over seeds and the min..max band."""
-    from landscape.plotting import plot_compare, save_figure
+    from landscape.figures import moving_average, plot_compare
 
     longest = max((len(r["train"]) for r in runs.values()), default=0)
     window = max(1, longest // 20)
@@ -156,15 +131,14 @@ def _compare_figures(out: Path, runs: Mapping[str, Mapping[str, Any]],
     figures = []
     for metric in metrics:
         smoothed = metric == "train_loss" and window > 1
-        data = {norm: ({**per_norm[norm][metric], **{k: _smooth(per_norm[norm][metric][k], window)
+        data = {norm: ({**per_norm[norm][metric], **{k: moving_average(per_norm[norm][metric][k], window)
                                                     for k in ("mean", "lo", "hi")}}
                        if smoothed else per_norm[norm][metric]) for norm in grid}
         note = f"; moving average of {window} steps" if smoothed else ""
-        fig = plot_compare(data, _METRIC_NAMES[metric], diverged=diverged,
-                           title=f"{_METRIC_NAMES[metric]}\n{title}\n"
-                                 f"line: mean over seeds; band: min..max{note}")
-        _legend_outside(fig)
-        save_figure(fig, out / f"compare_{metric}")
+        plot_compare(data, _METRIC_NAMES[metric], diverged=diverged, legend_outside=True,
+                     title=f"{_METRIC_NAMES[metric]}\n{title}\n"
+                           f"line: mean over seeds; band: min..max{note}",
+                     path=out / f"compare_{metric}")
         figures.append(f"compare_{metric}")
     return figures
 

@@ -41,7 +41,7 @@ def dln_experiment(preset: str = "quick", **overrides: Any) -> Experiment:
     gradient descent, with BatchNorm after each layer but the last ("batchnorm") and without
     ("vanilla"); Figure-4 probes over η ∈ [1/100, 30] × lr. ``dataset``/``model`` are fixed to
     "dln" (other values raise :class:`ConfigError`); ``width`` and ``batch_size`` have no effect.
-    Writes ``dln.png`` (:func:`landscape.plotting.plot_fig4`). Quick preset
+    Writes ``dln.png`` (:func:`landscape.figures.plot_fig4`). Quick preset
     (:data:`DLN_PRESETS`): the paper's lr 1e-6 for 2 000 steps, probes every 20 steps — about
     2.5 min (150 s; the BatchNorm run takes 5× the vanilla one) on the shared 2-core CPU.
     """

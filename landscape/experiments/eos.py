@@ -133,40 +133,10 @@ _COMPARED = ("crossing_step", "median_ratio_after", "fraction_within_20pct", "ma
              "fraction_loss_increases_after", "final_train_loss", "critical_over_sharpness_median")
 
 
-def plot_eos(models: Mapping[str, Mapping[str, Any]], *, title: str | None = None):
-    """Two panels: (top) train loss vs step per η, (bottom) λ_max vs step with dashed 2/η lines."""
-    from landscape.plotting import _new_figure, label_colors
-
-    fig = _new_figure(7.5, 7.0)
-    top, bottom = fig.subplots(2, 1, sharex=True)
-    colors = label_colors(models)
-    for label, m in models.items():
-        c = colors[label]
-        name = f"η = {m['lr']:.4g} (2/η = {m['threshold']:.4g})"
-        loss = np.asarray([np.nan if v is None else v for v in m["train_loss"]], float)
-        top.plot(m["loss_steps"], loss, color=c, lw=1.0, label=name)
-        sharp = np.asarray([np.nan if v is None else v for v in m["sharpness"]], float)
-        bottom.plot(m["steps"], sharp, color=c, lw=1.2, marker=".", ms=3)
-        crit = np.asarray([np.nan if v is None else v for v in m.get("critical_sharpness", [])], float)
-        if crit.size:
-            bottom.plot(m["steps"], crit, color=c, lw=0.8, ls=":", marker="x", ms=4)
-        bottom.axhline(m["threshold"], color=c, ls="--", lw=1.0)
-    top.set_yscale("log")
-    top.set_ylabel("train loss (full batch)")
-    top.set_title("(a) training loss")
-    bottom.set_ylabel(r"sharpness $\lambda_{\max}(\nabla^2 L)$")
-    bottom.set_xlabel("step")
-    bottom.set_title(r"(b) sharpness $\lambda_{\max}$; dotted ×: critical sharpness $2/\eta_c$; dashed: $2/\eta$")
-    top.legend(fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
-
-
 def eos_finalize(out: Path, runs: dict[str, dict[str, Any]], *, title: str | None = None
                  ) -> dict[str, Any]:
     """``summary.json`` content (``models``, ``config``, flat ``comparison``) and ``eos.png``."""
-    from landscape.plotting import save_figure
+    from landscape.figures import plot_eos
 
     models = {label: eos_summary(run) for label, run in runs.items()}
     comparison = {f"{label}_{key}": float(m[key]) for label, m in models.items()
@@ -181,7 +151,7 @@ def eos_finalize(out: Path, runs: dict[str, dict[str, Any]], *, title: str | Non
                         "(median_ratio_after slightly > 1) while the loss keeps falling "
                         "non-monotonically. crossing_step is the first measured step with "
                         "λ_max ≥ 2/η (NaN: never within the run).")}
-    save_figure(plot_eos(models, title=title), out / "eos")
+    plot_eos(models, title=title, path=out / "eos")
     return summary
 
 

@@ -121,7 +121,7 @@ def _ics_series(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, list[f
 
 def _fig3_finalize(out: Path, runs: dict[str, dict[str, Any]], *, title: str,
                    groups: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    from landscape.plotting import plot_ics
+    from landscape.figures import plot_ics
 
     models: dict[str, Any] = {}
     for label, run in runs.items():
@@ -198,7 +198,7 @@ def fig3_experiment(preset: str = "quick", *, layers: Sequence[int] | None = Non
             labels become ``"batchnorm lr=0.1"`` etc. and one extra figure per rate is written.
         **overrides: :class:`TrainConfig` fields.
 
-    Writes ``fig3.png/.pdf`` (:func:`landscape.plotting.plot_ics`). Quick preset: about 1.5–3 min
+    Writes ``fig3.png/.pdf`` (:func:`landscape.figures.plot_ics`). Quick preset: about 1.5–3 min
     (100–175 s) on the shared 2-core CPU.
     """
     is_dln = "dln" in (overrides.get("model"), overrides.get("dataset"))

@@ -44,7 +44,7 @@ def fig4_summary(run: Mapping[str, Any]) -> dict[str, Any]:
     ``test_accuracy`` (last evaluation) and ``diverged_at_step``; with ``--curvature`` also
     ``lambda_max`` and ``gradient_curvature`` (the true smoothness beside its proxy).
     """
-    from landscape.plotting import summary_from_probe_rows
+    from landscape.figures import summary_from_probe_rows
 
     probes = summary_from_probe_rows(run["probes"]) if run["probes"] else {}
     entry: dict[str, Any] = {"steps": [int(s) for s in probes.get("steps", [])]}
@@ -112,7 +112,7 @@ def fraction_below(steps_a: Sequence[int], a: Sequence[float], steps_b: Sequence
 def fig4_finalize(out: Path, runs: dict[str, dict[str, Any]], *, title: str | None = None,
                   figure_name: str = "fig4") -> dict[str, Any]:
     """Summary (``models`` → :func:`fig4_summary`) and the three-panel figure for any set of runs."""
-    from landscape.plotting import plot_fig4
+    from landscape.figures import plot_fig4
 
     models = {label: fig4_summary(run) for label, run in runs.items()}
     summary: dict[str, Any] = {"models": models,
@@ -142,7 +142,7 @@ def fig4_seeds_finalize(out: Path, runs: dict[str, dict[str, Any]], *, seeds: Se
     (``comparison_over_seeds``; ``comparison`` holds the means). Figures: ``fig4`` (the seed means)
     and ``fig4_seeds`` (mean and min..max band over seeds of β and of the gradient change).
     """
-    from landscape.plotting import plot_compare, plot_fig4, save_figure
+    from landscape.figures import plot_compare, plot_fig4
 
     per_seed = {label: fig4_summary(run) for label, run in runs.items()}
     models: dict[str, Any] = {}
@@ -172,9 +172,9 @@ def fig4_seeds_finalize(out: Path, runs: dict[str, dict[str, Any]], *, seeds: Se
                                                            "max over η of ‖∇L(θ−ηg) − g‖")):
         bands = {m: {"steps": e["steps"], "mean": e[field], "lo": e[f"{field}_lo"],
                      "hi": e[f"{field}_hi"], "n": len(seeds)} for m, e in models.items()}
-        fig = plot_compare(bands, name, diverged=diverged,
-                           title=f"{name}: mean (line) and min..max (band) over seeds\n{title}")
-        save_figure(fig, out / f"fig4_seeds_{field}")
+        plot_compare(bands, name, diverged=diverged,
+                     title=f"{name}: mean (line) and min..max (band) over seeds\n{title}",
+                     path=out / f"fig4_seeds_{field}")
     return summary
 
 

@@ -24,7 +24,7 @@ FIG5_QUICK: dict[str, dict[str, Any]] = {"quick": dict(width=0.125, steps=200, p
 
 
 def _fig5_finalize(out: Path, runs: dict[str, dict[str, Any]], *, title: str) -> dict[str, Any]:
-    from landscape.plotting import plot_training
+    from landscape.figures import plot_training
 
     summary = fig4_finalize(out, runs, title=f"landscape probes: {title}",
                             figure_name="fig5_probes")
@@ -46,7 +46,7 @@ def fig5_experiment(preset: str = "quick", **overrides: Any) -> Experiment:
     """Santurkar et al. Figure 5: ℓ1, ℓ2, ℓ∞ normalization vs BatchNorm vs vanilla, matched seeds.
 
     Five runs identical but for the normalization (labels :data:`FIG5_NORMS`). Writes
-    ``fig5.png`` (train loss, train and test accuracy; :func:`landscape.plotting.plot_training`,
+    ``fig5.png`` (train loss, train and test accuracy; :func:`landscape.figures.plot_training`,
     train series smoothed by a trailing moving average of steps/40 steps) and ``fig5_probes.png``
     (the Figure-4 probes of all five). Quick preset: ``PRESETS["quick"]`` with width 0.125,
     200 steps, probes every 10 steps (:data:`FIG5_QUICK`) — about 3 min (170–215 s) on the

@@ -309,30 +309,13 @@ def _markdown(models: Mapping[str, Mapping[str, Any]], title: str) -> str:
 
 def _plot(path: Path, measured: Mapping[str, Mapping[str, Any]], title: str) -> None:
     """Per depth (rows): the slice with and without shortcuts, then both convexity maps."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from landscape.figures import plot_skip_overview
 
-    from landscape.experiments.surfaces import _colorbar, _contour
-    from landscape.plotting import save_figure
-
-    pairs = sorted(_pairs({k: v["entry"] for k, v in measured.items()}).items())
-    fig = Figure(figsize=(16, 3.6 * max(1, len(pairs))), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(max(1, len(pairs)), 4, squeeze=False)
-    vmax = max(max(float(np.nanmax(m["convexity"]["ratio"])) for m in measured.values()), 1e-3)
-    for row, (_, labels) in zip(axes, pairs):
-        for ax, label in zip(row[:2], labels):
-            s = measured[label]["surface"]
-            _colorbar(fig, _contour(ax, *s.coords, s.loss), ax)
-            ax.set(title=f"{label}: loss, random 2-D slice", xlabel="δ₁", ylabel="δ₂")
-        for ax, label in zip(row[2:], labels):
-            c = measured[label]["convexity"]
-            mesh = ax.pcolormesh(c["a"], c["b"], c["ratio"].T, vmin=0, vmax=vmax, cmap="viridis",
-                                 shading="nearest")
-            fig.colorbar(mesh, ax=ax)
-            ax.set(title=f"{label}: |λ_min/λ_max|", xlabel="δ₁", ylabel="δ₂")
-    fig.suptitle(f"{title}\nblue: convex (|λ_min/λ_max| ≈ 0); yellow: strong negative curvature")
-    save_figure(fig, path, ("png", "pdf"))
+    pairs = [labels for _, labels in
+             sorted(_pairs({k: v["entry"] for k, v in measured.items()}).items())]
+    slices = {label: (*m["surface"].coords, m["surface"].loss) for label, m in measured.items()}
+    plot_skip_overview(pairs, slices, {label: m["convexity"] for label, m in measured.items()},
+                       title=title, path=path)
 
 
 def _save(out: Path, measured: Mapping[str, Mapping[str, Any]], mode: str) -> None:

@@ -184,50 +184,17 @@ def _smoothed(nodes, weights, sigma2: float = 1e-5, grid_size: int = 4000):
     return np.asarray(g), np.asarray(d)
 
 
-def plot_spectrum(models: Mapping[str, Mapping[str, Any]], *, title: str | None = None):
-    """Four panels: top eigenvalues, gradient fraction, densities (log-y), λ₁ vs the bulk edge."""
-    from landscape.plotting import _new_figure
-
-    colors = {"batchnorm": "#1f77b4", "vanilla": "#d62728", "batchnorm_running_average": "#2ca02c"}
-    fig = _new_figure(12.0, 8.5)
-    (a, b), (c, d) = fig.subplots(2, 2)
-    for label, m in models.items():
-        col = colors.get(label, "k")
-        eig = np.asarray(m["eigenvalues"], float)
-        if eig.size:
-            for i in range(eig.shape[1]):
-                a.plot(m["steps"], eig[:, i], color=col, lw=1.4 if i == 0 else 0.6,
-                       alpha=1.0 if i == 0 else 0.5, label=label if i == 0 else None)
-        b.plot(m["steps"], m["top_fraction"], color=col, marker="o", ms=3, label=label)
-        for j, (s, nodes, weights) in enumerate(zip(m["density_steps"], m["density_nodes"],
-                                                    m["density_weights"])):
-            grid, dens = _smoothed(nodes, weights)
-            c.semilogy(grid, np.maximum(dens, 1e-12), color=col, ls="-" if j else ":",
-                       lw=1.0, label=f"{label}, step {s}")
-        d.plot(m["steps"], m["lambda_1"], color=col, marker="o", ms=3, label=f"{label} λ₁")
-        d.plot(m["steps"], m["lambda_k"], color=col, ls="--", lw=1.0, label=f"{label} λ₁₀")
-        d.plot(m["density_steps"], m["bulk_edge_99"], color=col, ls="", marker="x", ms=7,
-               label=f"{label} SLQ 99 % quantile")
-    a.set_yscale("symlog", linthresh=1e-2)
-    a.set(title="(a) top-10 Hessian eigenvalues (λ₁ bold)", xlabel="step", ylabel="eigenvalue")
-    b.set(title=r"(b) gradient in the top-10 eigenspace $\|P_{10}g\|^2/\|g\|^2$", xlabel="step",
-          ylim=(-0.02, 1.02))
-    c.set(title="(c) SLQ spectral density (dotted: early, solid: late)", xlabel="eigenvalue",
-          ylabel="density (log)")
-    c.set_ylim(bottom=1e-8)
-    d.set_yscale("symlog", linthresh=1e-2)
-    d.set(title="(d) λ₁ against the bulk edge", xlabel="step", ylabel="eigenvalue")
-    for ax in (a, b, c, d):
-        ax.legend(fontsize=7, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
+def _densities(models: Mapping[str, Mapping[str, Any]]) -> dict[str, list[tuple[int, Any, Any]]]:
+    """Per series its smoothed densities ``(step, grid, density)`` (what the figure draws)."""
+    return {label: [(step, *_smoothed(nodes, weights)) for step, nodes, weights in
+                    zip(m["density_steps"], m["density_nodes"], m["density_weights"])]
+            for label, m in models.items()}
 
 
 def spectrum_finalize(out: Path, runs: dict[str, dict[str, Any]], *, title: str | None = None
                       ) -> dict[str, Any]:
     """``summary.json`` (``models`` per series, flat ``comparison``, ``note``) and ``spectrum.png``."""
-    from landscape.plotting import save_figure
+    from landscape.figures import plot_spectrum
 
     models = {series: spectrum_summary(runs[run].get(stem, []))
               for series, (run, stem) in _SERIES.items() if run in runs}
@@ -242,7 +209,7 @@ def spectrum_finalize(out: Path, runs: dict[str, dict[str, Any]], *, title: str 
     note = _note(comparison)
     summary = {"models": models, "config": {label: run["config"] for label, run in runs.items()},
                "comparison": comparison, "note": note}
-    save_figure(plot_spectrum(models, title=title), out / "spectrum")
+    plot_spectrum(models, _densities(models), title=title, path=out / "spectrum")
     return summary
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -105,20 +106,25 @@ def _measure(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
     batch = bridge.make_batch(jnp.asarray(x), jnp.asarray(y), state)
     loss_fn = bridge.make_loss_fn(model, mode=settings["mode"])
     init, _ = initial_params(run_dir, config, input_shape, num_classes, steps)
-    trajectory = [init] + _trajectory(run_dir, steps)
-    pca = probes.pca_directions(trajectory, params, num=2)
-    lo, hi = pca.projected.min(axis=0), pca.projected.max(axis=0)
-    pad = 0.15 * np.maximum(hi - lo, 1e-12)
-    plane = tuple(np.linspace(lo[k] - pad[k], hi[k] + pad[k], settings["grid"]) for k in range(2))
-    return {
+    measured = {
         "loss": float(loss_fn(params, batch)), "final_step": steps[-1], "checkpoints": steps,
         "surface": surface_2d(loss_fn, params, batch, key=jax.random.key(config.seed),
                               grid=settings["grid"], span=settings["span"]),
         "interpolation": interpolation_1d(loss_fn, init, params, batch,
                                           num=settings["interp_points"]),
-        "pca": pca,
-        "pca_surface": probes.loss_surface(loss_fn, params, batch, pca.directions, plane),
+        "pca": None, "pca_surface": None,
     }
+    before = sorted(set(steps[:-1]) | {0})  # θ₀ and the checkpoints before θ_final
+    if len(before) < 2:  # with θ_final they span one direction: no PCA plane
+        measured["pca_missing"] = f"θ₀ and θ_final alone\n(checkpoints {steps})"
+        return measured
+    pca = probes.pca_directions([init] + _trajectory(run_dir, steps), params, num=2)
+    lo, hi = pca.projected.min(axis=0), pca.projected.max(axis=0)
+    pad = 0.15 * np.maximum(hi - lo, 1e-12)
+    plane = tuple(np.linspace(lo[k] - pad[k], hi[k] + pad[k], settings["grid"]) for k in range(2))
+    measured["pca"] = pca
+    measured["pca_surface"] = probes.loss_surface(loss_fn, params, batch, pca.directions, plane)
+    return measured
 
 
 def _entry(run: dict[str, Any], m: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -140,7 +146,8 @@ def _entry(run: dict[str, Any], m: dict[str, Any], mode: str) -> dict[str, Any]:
         "interpolation_loss_init": at(0.0), "interpolation_loss_final": at(1.0),
         "interpolation_max_rise": rise,
         "interpolation_monotone": bool(rise <= MONOTONE_RTOL * abs(at(0.0))),
-        "pca_explained_variance": [float(v) for v in m["pca"].explained_variance_ratio],
+        "pca_explained_variance": ([] if m["pca"] is None else
+                                   [float(v) for v in m["pca"].explained_variance_ratio]),
     }
 
 
@@ -157,6 +164,10 @@ def _comparison(models: dict[str, dict[str, Any]], batch_size: int) -> str:
         return ("monotone" if e["interpolation_monotone"]
                 else f"not monotone (largest rise {e['interpolation_max_rise']:.3g})")
 
+    def explained(e):
+        ratios = e["pca_explained_variance"]
+        return f"{sum(ratios):.0%}" if ratios else "n/a"
+
     return (
         f"Final train loss: BN {bn['train_loss']:.3g}, vanilla {va['train_loss']:.3g}. "
         f"Filter-normalized random 2-D slice at the end of training ({bn['mode']} loss, one "
@@ -166,8 +177,8 @@ def _comparison(models: dict[str, dict[str, Any]], batch_size: int) -> str:
         f"{bn['ring_increase_1.0']:.3g} (BN) and {va['ring_increase_1.0']:.3g} (vanilla); the slice spans [{bn['surface_min']:.3g}, "
         f"{bn['surface_max']:.3g}] with BN and [{va['surface_min']:.3g}, {va['surface_max']:.3g}] "
         f"without. Interpolation θ₀ → θ_final: BN {mono(bn)}, vanilla {mono(va)}. The top-2 PCA "
-        f"directions explain {sum(bn['pca_explained_variance']):.0%} (BN) and "
-        f"{sum(va['pca_explained_variance']):.0%} (vanilla) of the trajectory's variance. "
+        f"directions explain {explained(bn)} (BN) and "
+        f"{explained(va)} (vanilla) of the trajectory's variance. "
         "Caveats: one random plane, one minibatch, one seed, a short run; filter normalization "
         "makes the two nets' directions comparable (BN's filters are scale-invariant) but their "
         "losses at the centre differ, so compare increases, not levels.")
@@ -176,74 +187,37 @@ def _comparison(models: dict[str, dict[str, Any]], batch_size: int) -> str:
 # -------------------------------------------------------------------------------- figures
 
 
-def _contour(ax, a, b, z, trajectory=None):
-    z = np.ma.masked_invalid(np.asarray(z, np.float64))
-    positive = z.compressed()[z.compressed() > 0]
-    levels = np.geomspace(positive.min(), max(positive.max(), positive.min() * 1.0001), 20)
-    X, Y = np.meshgrid(a, b, indexing="ij")
-    from matplotlib.colors import LogNorm
-
-    filled = ax.contourf(X, Y, z, levels=levels, norm=LogNorm(levels[0], levels[-1]),
-                         extend="both")
-    ax.contour(X, Y, z, levels=levels, colors="k", linewidths=0.3, alpha=0.5)
-    if trajectory is not None:
-        ax.plot(trajectory[:, 0], trajectory[:, 1], "o-", color="#d62728", ms=2.5, lw=1)
-        ax.plot(*trajectory[0], "s", color="white", mec="k", ms=6)  # θ₀
-        ax.plot(*trajectory[-1], "*", color="gold", mec="k", ms=10)  # θ_final
-    return filled
-
-
-def _colorbar(fig, filled, ax) -> None:
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
-
-    bar = fig.colorbar(filled, ax=ax)
-    bar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    bar.ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    bar.ax.yaxis.set_minor_formatter(NullFormatter())
-
-
-def _plot_grid(path: Path, measured: dict[str, dict[str, Any]], title: str) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from landscape.plotting import label_colors, save_figure
-
-    colors = label_colors(list(measured))
-    fig = Figure(figsize=(12, 3.6 * len(measured)), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(measured), 3, squeeze=False)
-    for row, (label, m) in zip(axes, measured.items()):
-        s, line, ps = m["surface"], m["interpolation"], m["pca_surface"]
-        _colorbar(fig, _contour(row[0], *s.coords, s.loss), row[0])
-        row[0].set(title=f"{label}: random 2-D slice", xlabel="δ₁", ylabel="δ₂")
-        row[1].semilogy(line.coords[0], line.loss, color=colors[label])
-        for mark in (0, 1):
-            row[1].axvline(mark, color="0.6", lw=0.8, ls="--")
-        row[1].set(title=f"{label}: θ₀ → θ_final", xlabel="α", ylabel="loss")
-        row[1].grid(alpha=0.3)
-        _colorbar(fig, _contour(row[2], *ps.coords, ps.loss, m["pca"].projected), row[2])
-        ev = m["pca"].explained_variance_ratio
-        row[2].set(title=f"{label}: PCA plane ({ev[0]:.0%}, {ev[1]:.0%})", xlabel="PC 1",
-                   ylabel="PC 2")
-    fig.suptitle(title)
-    save_figure(fig, path, ("png", "pdf"))
+def _overview(measured: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """:func:`landscape.figures.plot_surfaces_overview`'s numbers from the measurements."""
+    rows = {}
+    for label, m in measured.items():
+        s, line = m["surface"], m["interpolation"]
+        rows[label] = {"slice": (*s.coords, s.loss), "line": (line.coords[0], line.loss),
+                       "pca": None, "pca_missing": m.get("pca_missing")}
+        if m["pca"] is not None:
+            ps = m["pca_surface"]
+            rows[label]["pca"] = (*ps.coords, ps.loss, m["pca"].projected,
+                                  m["pca"].explained_variance_ratio)
+    return rows
 
 
 def _save(out: Path, measured: dict[str, dict[str, Any]], mode: str, title: str) -> None:
     """Arrays under ``out/surfaces/`` and the separate figures next to ``surfaces.png``."""
+    from landscape.figures import plot_surface_1d, plot_surface_contour, plot_surfaces_overview
     from landscape.probes import save_surface
-    from landscape.surface_plots import plot_surface_1d, plot_surface_contour
 
     for label, m in measured.items():
         meta = {"mode": mode, "model": label, "step": m["final_step"]}
         save_surface(out / "surfaces" / f"{label}_random2d", m["surface"], norm="filter",
                      ignore_1d=True, **meta)
         save_surface(out / "surfaces" / f"{label}_interpolation", m["interpolation"], **meta)
+        plot_surface_contour(*m["surface"].coords, m["surface"].loss, log=True,
+                             path=out / f"surface_{label}", title=f"{label}: random 2-D slice")
+        if m["pca"] is None:
+            continue
         save_surface(out / "surfaces" / f"{label}_pca", m["pca_surface"],
                      trajectory=m["pca"].projected,
                      explained_variance_ratio=m["pca"].explained_variance_ratio, **meta)
-        plot_surface_contour(*m["surface"].coords, m["surface"].loss, log=True,
-                             path=out / f"surface_{label}", title=f"{label}: random 2-D slice")
         plot_surface_contour(*m["pca_surface"].coords, m["pca_surface"].loss, log=True,
                              trajectory=m["pca"].projected, xlabel="PC 1", ylabel="PC 2",
                              path=out / f"pca_{label}", title=f"{label}: trajectory, PCA plane")
@@ -251,13 +225,18 @@ def _save(out: Path, measured: dict[str, dict[str, Any]], mode: str, title: str)
                      for label, m in measured.items()}, log_y=True, marks=(0, 1),
                     xlabel="α  (θ₀ → θ_final)", path=out / "interpolation",
                     title=f"interpolation ({mode})")
-    _plot_grid(out / "surfaces", measured, title)
+    plot_surfaces_overview(_overview(measured), title=title, path=out / "surfaces")
 
 
 def surfaces_finalize(out: Path, runs: dict[str, dict[str, Any]], *, settings: dict[str, Any],
                       title: str) -> dict[str, Any]:
     """Measure every run's surfaces, write the arrays and figures, return ``summary.json``."""
     measured = {label: _measure(out / label, settings) for label in runs}
+    missing = [label for label, m in measured.items() if m["pca"] is None]
+    if missing:
+        warnings.warn(f"surfaces: no PCA panel for {', '.join(missing)}: the trajectory is θ₀ and "
+                      "θ_final alone; its PCA plane needs a checkpoint between them (checkpoint "
+                      "more often)", RuntimeWarning, stacklevel=2)
     models = {label: _entry(runs[label], m, settings["mode"]) for label, m in measured.items()}
     _save(out, measured, settings["mode"], title)
     batch_size = next(iter(runs.values()))["config"]["batch_size"]

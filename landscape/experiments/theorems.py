@@ -42,7 +42,7 @@ def _finalize(out: Path, runs: dict[str, dict[str, Any]], *, units: int) -> dict
     from landscape import theory
     from landscape.config import TrainConfig
     from landscape.data import batch_at
-    from landscape.plotting import plot_theorem_4_1
+    from landscape.figures import plot_theorem_4_1
     from landscape.train import load_run_data, restore_model
 
     run = runs["batchnorm"]

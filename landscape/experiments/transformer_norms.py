@@ -161,33 +161,6 @@ def xiong_slopes(depths: Sequence[int], norms: Mapping[str, np.ndarray]) -> dict
     return out
 
 
-def _plot_xiong(path: Path, xiong: Mapping[str, Mapping[str, Mapping[str, Any]]],
-                title: str) -> None:
-    """Log-log ‖∂L/∂W_last‖ against depth, one panel per initialisation, per position the
-    points, the fitted line and the theory's slope (dotted)."""
-    from landscape.plotting import _new_figure, label_colors, save_figure
-
-    fig = _new_figure(6.0 * len(xiong), 4.5)
-    for ax, (init, slopes) in zip(np.atleast_1d(fig.subplots(1, len(xiong))), xiong.items()):
-        colors = label_colors(list(slopes))
-        for position, r in slopes.items():
-            d, mean, c = np.asarray(r["depths"], float), np.asarray(r["mean"]), colors[position]
-            ax.errorbar(d, mean, yerr=r["std"], color=c, marker="o", ls="", capsize=3,
-                        label=f"{position.capitalize()}-LN (mean ± std, seeds × batches)")
-            ax.plot(d, mean[0] * (d / d[0]) ** r["slope"], color=c, lw=1.2,
-                    label=f"fitted slope {r['slope']:.2f}")
-            ax.plot(d, mean[0] * (d / d[0]) ** r["theory_slope"], color=c, lw=0.8, ls=":",
-                    label=f"theory slope {r['theory_slope']:g}")
-        depths = next(iter(slopes.values()))["depths"]
-        ax.set(xscale="log", yscale="log", xlabel="layers L", title=f"init: {INITS[init][1]}",
-               ylabel="‖∂L/∂W‖_F, last feed-forward layer")
-        ax.set_xticks(depths, labels=[str(d) for d in depths])
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
-    fig.suptitle(title, fontsize=9)
-    save_figure(fig, path)
-
-
 def _xiong_markdown(xiong: Mapping[str, Mapping[str, Any]]) -> list[str]:
     positions = list(xiong)
     depths = xiong[positions[0]]["depths"]
@@ -303,6 +276,7 @@ def _xiong(out: Path, config: TrainConfig, xiong: Mapping[str, Any]
     """(a) for every initialisation in ``xiong["inits"]``: the slopes (summary part), ``xiong.png``
     and the markdown section."""
     from landscape.data import load_dataset
+    from landscape.figures import plot_xiong_depth
 
     settings = {k: v for k, v in xiong.items() if k != "inits"}
     data = load_dataset(config.dataset, config.data_dir, seed=config.seed)
@@ -318,7 +292,8 @@ def _xiong(out: Path, config: TrainConfig, xiong: Mapping[str, Any]
                         + "\n".join(_xiong_markdown(result[init])))
     title = (f"Xiong et al. (2020) at initialisation: LayerNorm, d_model {xiong['d_model']}, "
              f"{xiong['seeds']} seeds × {xiong['batches']} minibatches of {xiong['batch_size']}")
-    _plot_xiong(out / "xiong", result, title)
+    plot_xiong_depth(result, {init: name for init, (_, name) in INITS.items()}, title=title,
+                     path=out / "xiong")
     md = (f"# Normalization in transformers\n\n## (a) {title}\n\n‖∂L/∂W‖_F of the last "
           "layer's second feed-forward kernel; theory: Pre-LN ∝ 1/√L (slope −½), Post-LN "
           "independent of L (slope 0).\n\n" + "\n\n".join(sections))

@@ -8,7 +8,7 @@ network optimization problems" (ICLR 2015):
   directions from :mod:`landscape.probes._directions` (random filter-normalized, curvature,
   interpolation, PCA);
 - :func:`save_surface` / :func:`load_surface` — ``.npz`` + ``.json`` so figures can be redrawn
-  (:mod:`landscape.surface_plots`) without recomputing.
+  (:mod:`landscape.figures`) without recomputing.
 
 Every function takes the toolkit's one loss signature ``loss_fn(params, batch) -> scalar``; no Flax.
 
