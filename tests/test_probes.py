@@ -134,10 +134,17 @@ def test_quadratic_closed_form(quad, quad_probes, key, custom_direction, K):
 
 
 def test_step_probe_function_matches_make_step_probe(quad):
+    """The one-shot function and the built (jitted) probe give the same exact answer (rtol 1e-12:
+    the same float64 program, compiled twice)."""
     steps = UNSORTED_STEPS[5]
     for strategy in ("auto", "unroll", "vmap", "map"):
         result = probes.step_probe(quad.loss_fn, quad.params, None, steps, direction=quad.direction, strategy=strategy)
         check_probe(result, quad.expected(steps, quad.direction))
+        built = probes.make_step_probe(quad.loss_fn, strategy=strategy)(quad.params, None, steps, quad.direction)
+        check_probe(built, quad.expected(steps, quad.direction))
+        for name, value in result._asdict().items():
+            np.testing.assert_allclose(np.asarray(getattr(built, name)), np.asarray(value), rtol=1e-12,
+                                       err_msg=name)
 
 
 # ------------------------------------------------------------------------------------------------

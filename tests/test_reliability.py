@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import warnings
 
 import jax
@@ -84,6 +83,26 @@ def test_torn_last_line_is_dropped_with_a_warning(tmp_path):
 
 # ------------------------------------------------------------------------ kill -9 and resume
 
+#: Loaded by the child through PYTHONPATH: SIGKILL the process right after it writes the given
+#: step of the given run's train.jsonl — a kill at a known point, no polling, no race.
+_KILLER = """
+import os, signal
+from landscape.engine import sinks
+
+_write = sinks.JsonlSink.write
+
+
+def write(self, name, record):
+    _write(self, name, record)
+    if (name == "train" and self.workdir.name == os.environ["KILL_RUN"]
+            and record["step"] == int(os.environ["KILL_AT_STEP"])):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+sinks.JsonlSink.write = write
+"""
+
+
 @pytest.mark.slow
 def test_kill_9_then_same_command_equals_uninterrupted(tmp_path):
     exe = os.path.join(os.path.dirname(sys.executable), "landscape")
@@ -91,18 +110,14 @@ def test_kill_9_then_same_command_equals_uninterrupted(tmp_path):
     ref = tmp_path / "ref"
     subprocess.run([exe, *args, "--out", str(ref)], check=True, capture_output=True, timeout=600)
     out = tmp_path / "killed"
-    proc = subprocess.Popen([exe, *args, "--out", str(out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    train_log = out / "vanilla" / "train.jsonl"  # the second run: kill in the middle of it
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if train_log.exists() and len(train_log.read_text().splitlines()) >= 13:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "summary.json").exists()
+    (tmp_path / "killer").mkdir()
+    (tmp_path / "killer" / "sitecustomize.py").write_text(_KILLER)
+    env = {**os.environ, "KILL_RUN": "vanilla", "KILL_AT_STEP": "13",  # the second run, mid-way
+           "PYTHONPATH": os.pathsep.join([str(tmp_path / "killer"), os.environ.get("PYTHONPATH", "")])}
+    killed = subprocess.run([exe, *args, "--out", str(out)], env=env, capture_output=True,
+                            timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (out / "batchnorm" / "train.jsonl").exists() and not (out / "summary.json").exists()
     subprocess.run([exe, *args, "--out", str(out)], check=True, capture_output=True, timeout=600)
     a, b = json.loads((ref / "summary.json").read_text()), json.loads((out / "summary.json").read_text())
     assert a["models"] == b["models"]
