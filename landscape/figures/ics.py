@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from landscape.figures._axes import draw_line, figure_legend, no_data, readable_axes
+from landscape.figures._axes import (draw_line, figure_legend, no_data, readable_axes,
+                                     tick_lone_step)
 from landscape.figures._canvas import PathLike, axes_or_new, finish_figure, new_figure
 from landscape.figures._colors import label_colors
 from landscape.figures._series import all_positive, as_array, check_lengths
@@ -40,7 +42,7 @@ def ics_panel(series: Mapping[str, Mapping[str, Mapping[str, Any]]], layer: str,
     colors = label_colors(series)
     log = quantity == "l2" and all_positive(
         *[as_array(per.get(layer, {}).get("l2")) for per in series.values()])
-    drawn = False
+    drawn, steps = False, [np.zeros(0)]
     for label, per_layer in series.items():
         if layer not in per_layer:
             continue
@@ -48,6 +50,8 @@ def ics_panel(series: Mapping[str, Mapping[str, Mapping[str, Any]]], layer: str,
         check_lengths(f"series[{label!r}][{layer!r}]", d)
         drawn |= draw_line(ax, d["steps"], d[quantity], color=colors[label], label=label,
                            log=log, lw=1.2)
+        steps.append(d["steps"])
+    tick_lone_step(ax, np.concatenate(steps))
     if log:
         ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
