@@ -17,7 +17,7 @@ round-robin so that load changes hit every function alike):
   eigenvalue from --ref-iters steps (goal ≤ 30), read off one --ref-iters run: the leading j×j block
   of its tridiagonal is the tridiagonal of the j-step run from the same start.
 
-    python benchmarks/bench_curvature.py --norm none --iters 20 --reps 3
+    python benchmarks/bench_lanczos.py --norm none --iters 20 --reps 3
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from landscape import build_model, make_batch, make_loss_fn, probes, split
-from landscape.probes import _curvature
+from landscape.probes import _lanczos, _operators  # compile-time internals, timed piece by piece
 
 
 def make_problem(norm: str, batch_size: int, seed: int = 0):
@@ -58,12 +58,12 @@ def compile_time(jitted, *args, **static):
 def host_compile_time(loss_fn, params, batch, m):
     """Compile time of the host strategy's executables (start, allocate, step, finish) at m."""
     key = jax.random.key(0)
-    total = compile_time(_curvature._lanczos_start, None, params, key, None)
-    q0, seed = jax.eval_shape(lambda p, k: _curvature._lanczos_start_impl(None, p, k, None), params, key)
-    total += compile_time(_curvature._lanczos_allocate, m, q0, seed)
-    state = jax.eval_shape(lambda q, s: _curvature._lanczos_allocate_impl(m, q, s), q0, seed)
-    total += compile_time(_curvature._lanczos_step, loss_fn, "hessian", None, params, batch, state)
-    total += compile_time(_curvature._eigs_finish, 1, "largest", params, state)
+    total = compile_time(_lanczos._lanczos_start, None, params, key, None)
+    q0, seed = jax.eval_shape(lambda p, k: _lanczos._lanczos_start_impl(None, p, k, None), params, key)
+    total += compile_time(_lanczos._lanczos_allocate, m, q0, seed)
+    state = jax.eval_shape(lambda q, s: _lanczos._lanczos_allocate_impl(m, q, s), q0, seed)
+    total += compile_time(_lanczos._lanczos_step, loss_fn, "hessian", None, params, batch, state)
+    total += compile_time(_lanczos._eigs_finish, 1, "largest", params, state)
     return total
 
 
@@ -74,14 +74,14 @@ def make_matfree(loss_fn, m):
 
     @jax.jit
     def top(params, batch, v0):
-        vals, _ = eigh(lambda v: _curvature._hvp_impl(loss_fn, params, batch, v), v0)
+        vals, _ = eigh(lambda v: _operators._hvp_impl(loss_fn, params, batch, v), v0)
         return jnp.max(vals)
 
     return top
 
 
 def hvps_to_tolerance(loss_fn, params, batch, ref_iters, rtol):
-    state = _curvature._lanczos_host(loss_fn, "hessian", None, ref_iters, params, batch,
+    state = _lanczos._lanczos_host(loss_fn, "hessian", None, ref_iters, params, batch,
                                      jax.random.key(0), None)
     alphas, betas = np.asarray(state.alphas, np.float64), np.asarray(state.betas, np.float64)
     tops = []
@@ -101,7 +101,7 @@ def run(norm, args):
     m = args.iters
     grad = jax.jit(jax.grad(loss_fn))
     v = jax.tree.map(lambda a: jnp.ones_like(a), params)
-    hvp_jit = jax.jit(lambda p, b, vv: _curvature._hvp_impl(loss_fn, p, b, vv))
+    hvp_jit = jax.jit(lambda p, b, vv: _operators._hvp_impl(loss_fn, p, b, vv))
 
     def hvp_loop(p, b, vv):
         out = vv
@@ -163,7 +163,7 @@ def run(norm, args):
             fresh = lambda p, b: loss_fn(p, b)
             times_c = {"host": host_compile_time(fresh, *p_b, m_c)}
             if "scan" in args.strategies:
-                times_c["scan"] = compile_time(_curvature._eigs_scan, fresh, "hessian", None, m_c, 1,
+                times_c["scan"] = compile_time(_lanczos._eigs_scan, fresh, "hessian", None, m_c, 1,
                                                "largest", params, batch, key, None)
             if args.matfree and rep == 0:
                 times_c["matfree"] = compile_time(make_matfree(fresh, m_c), params, batch,

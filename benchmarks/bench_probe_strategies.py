@@ -156,7 +156,7 @@ def run_config(widths, bn, K, reps, methods, chunk_size, batch_size, source="lan
             "K": K,
             "num_params": int(num_params),
             "method": name,
-            "resolved": probes._resolve_strategy("auto", None) if name == "auto" else name,
+            "resolved": probes._strategy._resolve_point_strategy("auto", None) if name == "auto" else name,
             "median_s": round(median, 4),
             "min_s": round(min(ts), 4),
             "max_s": round(max(ts), 4),
