@@ -124,6 +124,7 @@ def test_user_errors(run_dir, tmp_path, capsys):
     assert not (run_dir / "analysis").exists()  # nothing written by refused calls
 
 
+@pytest.mark.slow
 def test_cli_experiment_folder(run_dir, tmp_path, capsys):
     exp = tmp_path / "exp"
     _copy(run_dir, exp, "bn")

@@ -292,6 +292,7 @@ TINY = dict(layers=1, d_model=8, heads=2, context=4, vocab=5, sequences=2, width
             image_size=8, images=4, num_iters=3, num_runs=2, top_k=2, grid_size=200)
 
 
+@pytest.mark.slow
 def test_experiment_writes_summary_and_figure(tmp_path):
     exp = EXPERIMENTS["blockwise"]("quick", **TINY)
     assert exp.runs == {} and blockwise_experiment(**exp.options).manifest() == exp.manifest()

@@ -145,6 +145,7 @@ def make(*, norm, input_shape, num_classes, width, seed, norm_options, **options
 '''
 
 
+@pytest.mark.slow
 def test_compare_and_analyze_a_user_model_factory(capsys, tmp_path):
     """`landscape compare --model file.py:make` trains the user's NNX model (its config.json
     names the factory) and `landscape analyze` rebuilds it from that name."""

@@ -103,6 +103,7 @@ ADAM_OPTIONS = dict(dataset="synthetic", train_subset=32, steps=4, dtype="float6
                     model_options=OPTIONS["model_options"])
 
 
+@pytest.mark.slow
 def test_adam_eos_records_both_sharpnesses(tmp_path):
     """adam-eos: per model λ_max(H), λ_max(P⁻¹H) with P from the step's Adam state, the threshold
     38/η and the critical sharpness; the preconditioned sharpness at step 2 equals the dense

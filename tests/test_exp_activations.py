@@ -73,6 +73,7 @@ def test_builders_follow_the_paper_and_let_overrides_win():
         assert EXPERIMENTS[name](**exp.options).manifest() == exp.manifest(), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_experiment_end_to_end_and_resume(name, tmp_path):
     builder, kwargs, labels = CASES[name]

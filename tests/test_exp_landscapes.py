@@ -222,6 +222,7 @@ def test_fig3_builder_options():
         fig3_experiment("quick", layers=(-1,))
 
 
+@pytest.mark.slow
 def test_fig3_end_to_end(tmp_path):
     assert fig3_experiment("quick", **NO_EVAL).options["layers"] == [1, 2]  # MLP default
     exp = fig3_experiment("quick", layers=(0, 2), **NO_EVAL)
@@ -239,6 +240,7 @@ def test_fig3_end_to_end(tmp_path):
     json.dumps(json.loads((tmp_path / "summary.json").read_text()))
 
 
+@pytest.mark.slow
 def test_fig5_end_to_end(tmp_path):
     summary = run_experiment(fig5_experiment("quick", **NO_EVAL), tmp_path, progress=False)
     assert set(summary["models"]) == set(FIG5_NORMS)
@@ -248,6 +250,7 @@ def test_fig5_end_to_end(tmp_path):
     _figures_ok(tmp_path, ["fig5", "fig5_probes"])
 
 
+@pytest.mark.slow
 def test_dln_end_to_end(tmp_path):
     exp = dln_experiment("quick", steps=5, probe_every=2, num_step_sizes=2, eval_every=0)
     cfg = exp.runs["vanilla"]
@@ -262,6 +265,7 @@ def test_dln_end_to_end(tmp_path):
         dln_experiment("quick", dataset="synthetic")
 
 
+@pytest.mark.slow
 def test_compare_end_to_end_aggregates_over_seeds(tmp_path):
     exp = EXPERIMENTS["compare"]("quick", norms=["none", "batch"], seeds=2, **TINY)
     assert list(exp.runs) == ["none/seed0", "none/seed1", "batch/seed0", "batch/seed1"]

@@ -69,6 +69,7 @@ def test_options_that_do_not_apply_are_refused():
     assert list(skip_experiment(model="resnet14", **TINY).runs) == ["resnet14", "resnet14-noshort"]
 
 
+@pytest.mark.slow
 def test_skip_runs_and_measures_every_model(tmp_path):
     exp = skip_experiment(depths=(8,), grid=3, convexity_grid=2, lanczos_iters=3, **TINY)
     summary = run_experiment(exp, tmp_path, progress=False)

@@ -65,6 +65,7 @@ def test_options_that_do_not_apply_are_refused():
     assert exp.runs["post-layer/warmup/seed0"].warmup_steps > 0
 
 
+@pytest.mark.slow
 def test_transformer_norms_end_to_end_tiny(tmp_path):
     exp = transformer_norms_experiment(
         configs=[("pre", "layer", True), ("post", "layer", True)], seeds=2, steps=2,

@@ -204,6 +204,7 @@ def _numbers_equal(a, b, path=""):
         assert a == b, path
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(tmp_path):
     """``landscape reproduce fig4 --curvature`` as two processes (one CPU device each,
     jax.distributed on 127.0.0.1, gloo) writes the same summary.json as one process, float64,

@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
+
 from images import is_blank
 from landscape.reproduce import EXPERIMENTS, replot, run_experiment
 
 
+@pytest.mark.slow
 def test_theory_experiment_tiny(tmp_path):
     exp = EXPERIMENTS["theory"]("quick", dataset="synthetic", width=0.125, steps=4, batch_size=32,
                                 checkpoint_every=4, eval_every=4, units=2)

@@ -4,6 +4,7 @@ import json
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from landscape import bridge
 from landscape.data import batch_at, make_synthetic
@@ -16,6 +17,7 @@ from landscape.reproduce import run_experiment
 from landscape.train import restore_model
 
 
+@pytest.mark.slow
 def test_surfaces_experiment_tiny(tmp_path):
     exp = EXPERIMENTS["surfaces"]("quick", dataset="synthetic", width=0.125, steps=20,
                                   batch_size=16, eval_every=0, grid=5, interp_points=9)
