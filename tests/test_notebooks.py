@@ -11,7 +11,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["fig4_reproduction", "normalization_zoo",
-                                  "curvature_and_surfaces"])
+                                  "curvature_and_surfaces", "normalization_in_transformers"])
 def test_notebook_executes(name, tmp_path, monkeypatch):
     monkeypatch.setenv("LANDSCAPE_NB_STEPS", "4")
     monkeypatch.setenv("LANDSCAPE_NB_PROBE_EVERY", "2")
@@ -20,6 +20,9 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
     monkeypatch.setenv("LANDSCAPE_NB_NORMS", "none,batch")
     monkeypatch.setenv("LANDSCAPE_NB_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("LANDSCAPE_NB_GRID", "3")
+    monkeypatch.setenv("LANDSCAPE_NB_DEPTHS", "1,2")  # the transformer notebook (text data)
+    monkeypatch.setenv("LANDSCAPE_NB_TRANSFORMER_NORMS", "layer,none")
+    monkeypatch.setenv("LANDSCAPE_NB_LAYERS", "1")
     # the kernels share the suite's persistent compilation cache (same tiny models, compiled once)
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(NOTEBOOKS.parent / ".jax_cache"))
     monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")

@@ -216,7 +216,108 @@ for record in result["records"]:
 display(Image(filename=os.path.join(run_dir, "analysis", "analysis.png")))"""),
 ]
 
-NOTEBOOKS = {"fig4_reproduction": FIG4, "normalization_zoo": ZOO, "curvature_and_surfaces": CURVATURE}
+
+TRANSFORMERS = [
+    new_markdown_cell("""# Normalization in transformers
+
+Two questions about a decoder-only transformer LM (`build_model("transformer")`, next-character
+prediction on `--dataset text`, Python's own help topics), each through the public API:
+
+1. **Xiong et al. (2020)** at initialisation: where the LayerNorm sits decides how the gradient of
+   the *last* feed-forward layer scales with depth L. Their bounds: Post-LN O(d·√(ln d)),
+   independent of L; Pre-LN O(d·√(ln d / L)), falling like 1/√L — which is why Post-LN needs a
+   learning-rate warm-up and Pre-LN does not.
+2. **Santurkar et al.'s question asked of transformers**: with LayerNorm, RMSNorm, Dynamic Tanh
+   (Zhu et al. 2025, normalization-free) or nothing, is the landscape along the training gradient
+   smoother? The Figure-4 probe (loss band, gradient change, effective β) with matched seeds.
+
+The settings are a tiny version of `landscape reproduce transformer-norms` (the whole notebook
+runs in about two minutes on a 2-core CPU); the tests run it with even smaller ones through
+environment variables."""),
+    new_code_cell("""import os
+import numpy as np
+import matplotlib.pyplot as plt
+from landscape import data
+
+STEPS = int(os.environ.get("LANDSCAPE_NB_STEPS", 40))
+PROBE_EVERY = int(os.environ.get("LANDSCAPE_NB_PROBE_EVERY", 5))
+SEEDS = int(os.environ.get("LANDSCAPE_NB_SEEDS", 1))
+DEPTHS = [int(d) for d in os.environ.get("LANDSCAPE_NB_DEPTHS", "2,4,8,16").split(",")]
+NORMS = os.environ.get("LANDSCAPE_NB_TRANSFORMER_NORMS", "layer,rms,dyt,none").split(",")
+LAYERS = int(os.environ.get("LANDSCAPE_NB_LAYERS", 2))
+OUT = os.environ.get("LANDSCAPE_NB_OUT", "runs/notebook_transformers")
+text = data.load_dataset("text")
+print(f"text: {len(text.x_train)} training windows of {text.input_shape[0]} tokens, "
+      f"vocabulary {text.num_classes}")"""),
+    new_markdown_cell("""## 1. Xiong et al. at initialisation: ‖∂L/∂W‖ of the last feed-forward layer vs depth
+
+`last_ffn_gradient_norms` builds a fresh transformer per depth L and seed, with every kernel
+N(0, 1/d_model) (Xavier's variance, the setting of the analysis), and returns the Frobenius norm
+of the gradient with respect to `blocks/{L−1}/mlp_out/kernel`; `xiong_slopes` fits the slope of
+log ‖∂L/∂W‖ against log L (theory: Pre-LN −½, Post-LN 0)."""),
+    new_code_cell("""from landscape.experiments.transformer_norms import last_ffn_gradient_norms, xiong_slopes
+
+norms = last_ffn_gradient_norms(text, depths=DEPTHS, positions=("pre", "post"), seeds=2,
+                                batches=1, batch_size=16, d_model=64, heads=4)
+slopes = xiong_slopes(DEPTHS, norms)
+fig, ax = plt.subplots(figsize=(5.5, 4))
+for position, r in slopes.items():
+    d = np.array(DEPTHS, float)
+    ax.errorbar(d, r["mean"], yerr=r["std"], marker="o", ls="", capsize=3,
+                label=f"{position.capitalize()}-LN: fitted slope {r['slope']:.2f} "
+                      f"(theory {r['theory_slope']:g})")
+    ax.plot(d, r["mean"][0] * (d / d[0]) ** r["slope"], lw=1, color=ax.lines[-1].get_color())
+ax.set(xscale="log", yscale="log", xlabel="layers L", ylabel="‖∂L/∂W‖_F, last FFN kernel",
+       title="gradient of the last layer at initialisation")
+ax.set_xticks(DEPTHS, labels=[str(d) for d in DEPTHS])
+ax.xaxis.set_minor_locator(plt.NullLocator())
+ax.legend(fontsize=8, frameon=False)
+plt.show()"""),
+    new_markdown_cell("""Pre-LN's last-layer gradient shrinks as layers are added (each block adds to the residual
+stream, and the final LayerNorm divides by its growing norm); Post-LN normalizes after every
+addition, so its last layer sees the same scale at every depth — here it even grows a little
+(fitted slope ≈ +0.2 at this width: Xiong et al.'s result bounds its size, it does not forbid a
+mild rise). With the toolkit's default GPT-2
+initialisation N(0, 0.02²) the branches add much less than the embedding per layer and the 1/√L
+regime starts only after several layers (`landscape reproduce transformer-norms` shows both)."""),
+    new_markdown_cell("""## 2. Figure-4 probes for LayerNorm, RMSNorm, DyT and none
+
+`compare` with `model="transformer"` trains one Pre-LN model per normalization with the same
+seeds (same data order; the same initial weights wherever the shapes agree) under AdamW with a
+linear warm-up, and probes along −g at η ∈ [10, 80] × lr every `PROBE_EVERY` steps: AdamW's step is
+not η·g, and this range moves θ by about one AdamW step. Bands are min..max over seeds."""),
+    new_code_cell("""from landscape.reproduce import EXPERIMENTS, run_experiment
+
+experiment = EXPERIMENTS["compare"]("quick", model="transformer", dataset="text", norms=NORMS,
+                                    seeds=SEEDS, steps=STEPS, probe_every=PROBE_EVERY,
+                                    batch_size=16, probe_strategy="map",
+                                    checkpoint_every=STEPS, eval_every=STEPS,
+                                    model_options={"layers": LAYERS, "d_model": 32, "heads": 4})
+summary = run_experiment(experiment, OUT, progress=False)
+print(open(os.path.join(OUT, "compare_table.md")).read())"""),
+    new_code_cell("""from IPython.display import Image, display
+for metric in ("effective_beta", "loss_range", "train_loss"):
+    display(Image(filename=os.path.join(OUT, f"compare_{metric}.png")))"""),
+    new_markdown_cell("""## Reading the numbers
+
+DyT and no normalization come out "smoother" by a factor of 3–5 in the median effective β. The
+training curve says why: with the GPT-2 initialisation N(0, 0.02²) and nothing to rescale the
+residual stream, their activations are tiny, the network is nearly linear in its parameters and
+sits on a plateau at the initial loss for 20–30 steps. A plateau is flat — small β, small λ_max —
+but that is not a better-conditioned landscape: once they leave it their curvature grows past the
+normalized models' (in `landscape reproduce transformer-norms --seeds 3`, Pre-LN without a
+normalization reaches λ_max ≈ 42 at step 40 against ≈ 26 with LayerNorm). LayerNorm and RMSNorm
+are indistinguishable here. The matched-pair ratios with 95 % intervals over seeds, Pre- vs
+Post-LN and with or without warm-up, are in the README ("Residual nets and transformers")."""),
+    new_code_cell("""for norm in NORMS:
+    runs = [m for label, m in summary["models"].items() if label.startswith(norm + "/")]
+    beta = [np.nanmedian(np.array(m["effective_beta"], float)) for m in runs]
+    loss = [m["train_loss"] for m in runs]
+    print(f"{norm:>5}: median effective β {np.mean(beta):8.3f}   final train loss {np.mean(loss):.3f}")"""),
+]
+
+NOTEBOOKS = {"fig4_reproduction": FIG4, "normalization_zoo": ZOO, "curvature_and_surfaces": CURVATURE,
+             "normalization_in_transformers": TRANSFORMERS}
 
 
 def main(argv=None) -> None:
