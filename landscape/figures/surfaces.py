@@ -309,7 +309,7 @@ def convexity_panel(a: Any, b: Any, ratio: Any, *, vmax: float, label: str,
     ax = axes_or_new(ax, 4.0, 3.6)
     mesh = ax.pcolormesh(as_array(a), as_array(b), np.asarray(ratio, np.float64).T, vmin=0,
                          vmax=vmax, cmap="viridis", shading="nearest")
-    ax.figure.colorbar(mesh, ax=ax)
+    ax.figure.colorbar(mesh, ax=ax, extend="max")  # points above vmax take the top colour
     ax.set(title=f"{label}: |λ_min/λ_max|", xlabel="δ₁", ylabel="δ₂")
     return readable_axes(ax)
 
@@ -377,7 +377,10 @@ def plot_skip_overview(pairs: Sequence[Sequence[str]], slices: Mapping[str, tupl
     """
     fig = new_figure(16, 3.6 * max(1, len(pairs)))
     axes = fig.subplots(max(1, len(pairs)), 4, squeeze=False)
-    vmax = max(max(float(np.nanmax(c["ratio"])) for c in convexity.values()), 1e-3)
+    # one scale for all maps, to their 95th percentile: a lone point at 10³ would flatten the rest
+    ratios = np.concatenate([np.ravel(np.asarray(c["ratio"], np.float64)) for c in convexity.values()])
+    finite = ratios[np.isfinite(ratios)]
+    vmax = max(float(np.percentile(finite, 95)) if finite.size else 0.0, 1e-3)
     for row, labels in zip(axes, pairs):
         for ax, label in zip(row[:2], labels):
             surface_contour(*slices[label], levels=20, log=True, zlabel=None, compact=True, ax=ax)
