@@ -106,6 +106,8 @@ def test_host_refuses_traces_chunks_and_meshes(zoo):
         probes.step_probe(loss_fn, params, batch, STEPS, strategy="host", mesh=mesh)
     with pytest.raises(ValueError, match="concrete layouts"):
         probes.choose_strategy(loss_fn, params, batch, STEPS, candidates=("auto", "host"))
+    with pytest.raises(ValueError, match="strategy must be one of"):  # its host loop is "unroll"
+        probes.resolve_surface_strategy("host")
 
 
 def _forced(winner: str, seen: list, fast: float = 1.0):
