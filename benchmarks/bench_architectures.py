@@ -5,12 +5,17 @@ minibatch; medians over --reps after a warm-up call that compiles, round-robin o
 so that load changes hit all of them alike):
 
 - ``grad``: one jitted gradient ``jax.jit(jax.grad(loss_fn))``;
-- ``probe``: the Figure-4 probe ``probes.step_probe`` at K = --K step sizes (the toolkit's default
-  K = 8), with the strategy the model's quick setting trains with (VGG, ResNet: ``auto``, which is
-  ``unroll`` on CPU; transformer: ``map``, its quick preset's) and, for the transformer, ``unroll``
-  too. Reported as probe ÷ ((K+1)·grad). Called as a user calls it (no ``value_and_grad``), the
-  probe computes K + 2 gradients (θ, the K points and the rounding floor), so its ideal ratio is
-  (K+2)/(K+1) = 1.11 at K = 8; in training the step's own gradient is passed in and it costs K + 1;
+- ``loop``: a Python loop of jitted gradients computing what the probe computes — ``loop K+2``:
+  L(θ), g, then L and ∇L at the K points θ − η_k g, then one gradient for the rounding floor (the
+  probe as a user calls it); ``loop K+1``: the same without the start (the probe handed the
+  training step's own gradient, as the engine does);
+- the Figure-4 probe ``probes.step_probe`` at K = --K step sizes (the toolkit's default K = 8) in
+  each layout of --strategies (``host``: a Python loop of one compiled point; ``unroll``: the K + 2
+  gradients in one program; ``map``: ``lax.map``), with its compile seconds (first call − median);
+- ``auto``: ``probes.choose_strategy`` (what ``strategy="auto"`` does on its first call: compile and
+  time ``host`` and ``unroll``, keep the faster), then the probe with ``strategy="auto"``
+  standalone (÷ loop K+2), fused with the step's own (L, g) (÷ loop K+1), and without the floor
+  (``floor_factor=0``): the floor's extra cost in gradients;
 - ``λ_max``: ``probes.hessian_eigs(k=1, num_iters=--iters)`` (20 Lanczos steps, the default
   strategy: ``host`` on CPU), reported in ms and ÷ grad (its floor is ≈ 2 × 20 = 40 gradients:
   one Hessian-vector product costs about two gradients).
@@ -56,7 +61,7 @@ def cnn_problem(name: str, width: float, batch_size: int, norm: str = "batch"):
 
 
 def transformer_problem():
-    """(loss_fn, params, batch, lr, step-size multiples, strategy) of the quick transformer."""
+    """(loss_fn, params, batch, lr, step-size multiples, description) of the quick transformer."""
     cfg = TRANSFORMER_NORMS_PRESETS["quick"]["config"]
     ds = data.load_dataset("text")
     model = build_model("transformer", norm="layer", input_shape=ds.input_shape,
@@ -65,19 +70,18 @@ def transformer_problem():
     x, y = data.batch_at(ds, 0, cfg["batch_size"], seed=0)
     batch = make_batch(jnp.asarray(x), jnp.asarray(y), state)
     return (make_loss_fn(model), params, batch, cfg["lr"],
-            (cfg["step_size_lo"], cfg["step_size_hi"]), cfg["probe_strategy"],
+            (cfg["step_size_lo"], cfg["step_size_hi"]),
             f"d_model {cfg['model_options']['d_model']}, {cfg['model_options']['layers']} layers, "
             f"batch {cfg['batch_size']}×{ds.input_shape[0]} tokens")
 
 
 def problem(name: str, batch_size: int):
-    """(loss_fn, params, batch, lr, (lo, hi) multiples, probe strategies, description)."""
+    """(loss_fn, params, batch, lr, (lo, hi) multiples, description)."""
     if name == "transformer":
-        loss_fn, params, batch, lr, span, strategy, desc = transformer_problem()
-        return loss_fn, params, batch, lr, span, (strategy, "unroll"), desc
+        return transformer_problem()
     width = SKIP_PRESETS["quick"]["config"]["width"] if name == "resnet20" else 0.25
     loss_fn, params, batch = cnn_problem(name, width, batch_size)
-    return loss_fn, params, batch, 0.1, (0.5, 4.0), ("auto",), \
+    return loss_fn, params, batch, 0.1, (0.5, 4.0), \
         f"width {width:g}, BatchNorm, batch {batch_size}×32×32×3"
 
 
@@ -87,16 +91,44 @@ def timed(fn, *args) -> float:
     return time.perf_counter() - start
 
 
+def plain_loops(loss_fn, params, batch, etas) -> dict:
+    """The probe's gradients as a Python loop of jitted calls: ``loop K+2`` (standalone) and
+    ``loop K+1`` (fused: without the start)."""
+    value_and_grad, grad = jax.jit(jax.value_and_grad(loss_fn)), jax.jit(jax.grad(loss_fn))
+    g = grad(params, batch)
+    points = [jax.tree.map(lambda p, d, eta=eta: p - eta * d, params, g) for eta in etas]
+
+    def fused():
+        out = [value_and_grad(p, batch) for p in points]
+        return out, grad(params, batch)  # the floor's gradient (at θ ⊕ δ: the same cost)
+
+    return {"loop K+2": lambda: (value_and_grad(params, batch), fused()), "loop K+1": fused}
+
+
+def probe_fns(loss_fn, params, batch, etas, strategies) -> dict:
+    """The probe in each layout of ``strategies``, and ``auto`` standalone, fused, without floor."""
+    fused = jax.jit(jax.value_and_grad(loss_fn))(params, batch)
+    probe = probes.step_probe
+    fns = {f"probe {s}": (lambda s=s: probe(loss_fn, params, batch, etas, strategy=s).effective_beta)
+           for s in strategies}
+    fns["auto"] = lambda: probe(loss_fn, params, batch, etas).effective_beta
+    fns["auto fused"] = lambda: probe(loss_fn, params, batch, etas, value_and_grad=fused).effective_beta
+    fns["auto no floor"] = lambda: probe(loss_fn, params, batch, etas, floor_factor=0).effective_beta
+    return fns
+
+
 def measure(name: str, args) -> dict:
-    """Median times (s) of grad, each probe strategy and λ_max for one model."""
-    loss_fn, params, batch, lr, (lo, hi), strategies, desc = problem(name, args.batch)
-    grad = jax.jit(jax.grad(loss_fn))
+    """Median times (s) of grad, the plain loops, each probe layout, auto and λ_max for one model."""
+    loss_fn, params, batch, lr, (lo, hi), desc = problem(name, args.batch)
     etas = lr_multiples(lr, lo, hi, num=args.K)
+    probes.clear_strategy_cache()
+    start = time.perf_counter()  # what strategy="auto" costs on its first call
+    choice = probes.choose_strategy(loss_fn, params, batch, etas)
+    choose_seconds = time.perf_counter() - start
+    grad = jax.jit(jax.grad(loss_fn))
     key = jax.random.key(0)
-    fns = {"grad": lambda: grad(params, batch)}
-    for s in strategies:
-        fns[f"probe {s}"] = (lambda s=s: probes.step_probe(loss_fn, params, batch, etas,
-                                                           strategy=s).effective_beta)
+    fns = {"grad": lambda: grad(params, batch), **plain_loops(loss_fn, params, batch, etas),
+           **probe_fns(loss_fn, params, batch, etas, args.strategies)}
     fns["lambda_max"] = lambda: probes.hessian_eigs(loss_fn, params, batch, 1, key=key,
                                                     num_iters=args.iters).eigenvalues
     first = {k: timed(f) for k, f in fns.items()}
@@ -105,8 +137,17 @@ def measure(name: str, args) -> dict:
         for k, f in fns.items():
             times[k].append(timed(f))
     n = sum(int(np.size(x)) for x in jax.tree.leaves(params))
-    return {"name": name, "desc": desc, "params": n, "first": first,
+    return {"name": name, "desc": desc, "params": n, "first": first, "choice": choice,
+            "choose_seconds": choose_seconds,
             "median": {k: statistics.median(v) for k, v in times.items()}}
+
+
+def compile_seconds(r: dict, strategy: str) -> float:
+    """Compile seconds of a layout: from choose_strategy for its candidates (they compiled there),
+    else first call − median run."""
+    if strategy in r["choice"].compile_seconds:
+        return r["choice"].compile_seconds[strategy]
+    return r["first"][f"probe {strategy}"] - r["median"][f"probe {strategy}"]
 
 
 def report(results: list[dict], args) -> None:
@@ -114,17 +155,25 @@ def report(results: list[dict], args) -> None:
     print(f"\nbackend {jax.default_backend()}, {os.cpu_count()} CPU cores, load average "
           f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}, K = {args.K}, λ_max: "
           f"{args.iters} Lanczos steps, medians of {args.reps} after compile\n")
-    print("| model | setting | params | grad ms | probe ms (strategy) | probe ÷ (K+1) grads "
-          "| λ_max ms | λ_max ÷ grad |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | params | grad ms | loop K+2 / K+1 ms | " + " | ".join(
+        f"{s} ms (compile s)" for s in args.strategies) + " | auto → pick | auto ÷ loop K+2 "
+          "| fused auto ÷ loop K+1 | floor, gradients | λ_max ms | λ_max ÷ grad |")
+    print("|---" * (11 + len(args.strategies)) + "|")
     for r in results:
         m, g = r["median"], r["median"]["grad"]
-        probes_ = [k for k in m if k.startswith("probe")]
-        cells = " / ".join(f"{1e3 * m[k]:.0f} ({k.split()[1]})" for k in probes_)
-        ratios = " / ".join(f"{m[k] / ((args.K + 1) * g):.2f}" for k in probes_)
-        print(f"| {r['name']} | {r['desc']} | {r['params']:,} | {1e3 * g:.1f} | {cells} | "
-              f"{ratios} | {1e3 * m['lambda_max']:.0f} | {m['lambda_max'] / g:.1f} |")
-    print("\nfirst calls (compile + run), s: " + "; ".join(
+        cells = " | ".join(f"{1e3 * m[f'probe {s}']:.0f} ({compile_seconds(r, s):.1f})"
+                           for s in args.strategies)
+        print(f"| {r['name']} ({r['desc']}) | {r['params']:,} | {1e3 * g:.1f} | "
+              f"{1e3 * m['loop K+2']:.0f} / {1e3 * m['loop K+1']:.0f} | {cells} | "
+              f"{r['choice'].strategy} | {m['auto'] / m['loop K+2']:.2f} | "
+              f"{m['auto fused'] / m['loop K+1']:.2f} | "
+              f"{(m['auto'] - m['auto no floor']) / g:.2f} | {1e3 * m['lambda_max']:.0f} | "
+              f"{m['lambda_max'] / g:.1f} |")
+    print("\nauto's first call (choose_strategy: compile + 2 runs of each candidate), s: " + "; ".join(
+        f"{r['name']}: {r['choose_seconds']:.1f} (runs " + ", ".join(
+            f"{s} {1e3 * t:.0f} ms" for s, t in r["choice"].seconds.items()) + ")"
+        for r in results))
+    print("first calls (compile + run), s: " + "; ".join(
         f"{r['name']}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["first"].items())
         for r in results))
 
@@ -136,6 +185,8 @@ def main(argv=None) -> None:
     parser.add_argument("--K", type=int, default=8, help="step sizes of the probe")
     parser.add_argument("--iters", type=int, default=20, help="Lanczos steps of λ_max")
     parser.add_argument("--batch", type=int, default=128, help="CNN batch size")
+    parser.add_argument("--strategies", nargs="*", default=["host", "unroll", "map"],
+                        choices=["host", "unroll", "vmap", "map"], help="probe layouts to time")
     args = parser.parse_args(argv)
     results = [measure(name, args) for name in args.only]
     report(results, args)

@@ -8,7 +8,8 @@ pool after convs 0, 1, 3, 5, 7; one linear classifier.
 For each config it times (medians over --reps after one warm-up call, round-robin so that load
 changes hit every function alike):
 - t_grad: one jitted value_and_grad;
-- step_probe with each strategy (auto, unroll, vmap, map; optionally vmap with --chunk-size);
+- step_probe with each strategy (auto — measured first by ``probes.choose_strategy``, which it
+  reuses —, unroll, vmap, map, host; optionally vmap with --chunk-size);
 - loop: a Python loop of K+1 jitted gradient calls (the reference a user would write by hand).
 and reports ratio = probe_time / ((K+1)·t_grad): 1.0 means "as fast as K+1 separate gradients".
 
@@ -127,6 +128,9 @@ def run_config(widths, bn, K, reps, methods, chunk_size, batch_size, source="lan
     num_params = sum(x.size for x in jax.tree.leaves(params))
     step_sizes = jnp.asarray(probes.lr_multiples(0.1, num=K), jnp.float32)
     fns = {"grad": (jax.jit(jax.value_and_grad(loss_fn)), (params, batch))}
+    probes.clear_strategy_cache()
+    auto_pick = (probes.choose_strategy(loss_fn, params, batch, step_sizes).strategy
+                 if "auto" in methods else None)
     for method in methods:
         if method == "loop":
             fns["loop"] = (make_loop_probe(loss_fn), (params, batch, list(step_sizes)))
@@ -156,7 +160,7 @@ def run_config(widths, bn, K, reps, methods, chunk_size, batch_size, source="lan
             "K": K,
             "num_params": int(num_params),
             "method": name,
-            "resolved": probes._strategy._resolve_point_strategy("auto", None) if name == "auto" else name,
+            "resolved": auto_pick if name == "auto" else name,
             "median_s": round(median, 4),
             "min_s": round(min(ts), 4),
             "max_s": round(max(ts), 4),
@@ -181,15 +185,15 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument(
         "--methods",
-        default="auto,unroll,vmap,map,loop",
-        help="comma list from auto, unroll, vmap, map, loop, vmap_chunk",
+        default="auto,unroll,vmap,map,host,loop",
+        help="comma list from auto, unroll, vmap, map, host, loop, vmap_chunk",
     )
     parser.add_argument("--chunk-size", type=int, default=None, help="adds vmap with this chunk size")
     args = parser.parse_args(argv)
     if args.K < 1 or args.reps < 1:
         parser.error("--K and --reps must be >= 1")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    allowed = {"auto", "unroll", "vmap", "map", "loop", "vmap_chunk"}
+    allowed = {"auto", "unroll", "vmap", "map", "host", "loop", "vmap_chunk"}
     bad = [m for m in methods if m not in allowed]
     if bad:
         parser.error(f"--methods: unknown {bad}; accepted: {sorted(allowed)}")

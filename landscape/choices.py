@@ -28,7 +28,7 @@ DATASETS = ("mnist5k", "mnist", "cifar10", "synthetic", "dln", "text")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "lion")
 SCHEDULES = ("constant", "cosine", "step")
 #: How a probe lays out its K evaluations (see :func:`landscape.probes.step_probe`).
-PROBE_STRATEGIES = ("auto", "unroll", "vmap", "map")
+PROBE_STRATEGIES = ("auto", "unroll", "vmap", "map", "host")
 #: BatchNorm behaviour during a probe: the batch's own statistics (the paper's loss, train mode) or
 #: the stored running averages (eval mode).
 BN_MODES = ("batch_stats", "running_average")

@@ -81,3 +81,18 @@ def test_bfloat16_params_are_probed_in_float32_copies():
     assert np.isfinite(float(r16.effective_beta))
     for field in ("loss", "grad_change", "effective_beta", "grad_change_floor"):
         np.testing.assert_array_equal(getattr(r16, field), getattr(r32, field))
+
+
+def test_floor_sign_pattern_is_fixed_balanced_and_per_leaf():
+    """The floor's δ = ±ε|θ|: signs ±1, about half each, the same on every call, another pattern
+    for every leaf (a hash of the position, no random key: nothing for XLA:CPU to compile slowly)."""
+    from landscape.probes._precision import _rounding_perturbation, _sign_pattern
+
+    a, b = np.asarray(_sign_pattern((100, 50), 0, jnp.float32)), np.asarray(_sign_pattern((5000,), 1, jnp.float32))
+    assert set(np.unique(a)) == {-1.0, 1.0} and abs(a.mean()) < 0.05 and abs(b.mean()) < 0.05
+    np.testing.assert_array_equal(a, np.asarray(_sign_pattern((100, 50), 0, jnp.float32)))
+    assert np.mean(a.ravel() == b) < 0.6  # leaf 1 is not leaf 0's pattern
+    params = {"w": jnp.full((4, 3), 2.0, jnp.float32), "n": jnp.arange(3)}
+    delta = _rounding_perturbation(params, 1.0)["w"] - params["w"]
+    np.testing.assert_array_equal(np.abs(np.asarray(delta)), 2.0 * np.finfo(np.float32).eps)
+    np.testing.assert_array_equal(np.asarray(_rounding_perturbation(params, 1.0)["n"]), np.arange(3))

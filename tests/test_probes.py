@@ -491,7 +491,7 @@ def test_summarize(quad, quad_probes):
     assert np.isnan(nan_summary["effective_beta"])
 
 
-@pytest.mark.parametrize("module", ["_step", "_precision", "_paths", "_ics", "_emulate"])
+@pytest.mark.parametrize("module", ["_step", "_step_choice", "_precision", "_paths", "_ics", "_emulate"])
 def test_docstring_examples(module):
     import importlib
 

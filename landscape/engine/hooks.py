@@ -171,7 +171,13 @@ class StepProbeHook(Hook):
     ``"points"`` — each device evaluates ⌈K/n⌉ points on the whole minibatch
     (:func:`landscape.parallel.spread_points`); ``"auto"`` — ``"points"`` when K ≥ n devices,
     else ``"data"`` (see :func:`landscape.parallel.points_mesh`). One device: the layout changes
-    nothing. ``floor_factor`` and ``floor_eps`` are :func:`landscape.probes.step_probe`'s.
+    nothing. ``floor_factor``, ``floor_eps`` and ``strategy`` are :func:`landscape.probes.step_probe`'s.
+With ``strategy="auto"`` (default) or ``"host"`` on one process and without the points layout,
+the hook runs eagerly (``jit = False``, like :class:`CurvatureHook`'s host loop): the probe
+times its layouts once per shape and keeps the fastest (or loops over one compiled point), is
+handed the step's own (L, g), and the per-leaf norms stay jitted; records equal those of an
+explicit strategy. Otherwise the probe is traced into the jitted measurement (``"auto"``: the
+static rule, ``"unroll"`` on CPU).
 
     ``direction="gradient"`` (default, the paper's) probes θ_t − η·g_t. ``direction="update"``
     probes along the step the optimizer takes, Δ_t = θ_{t+1} − θ_t = ``tx.update(g_t, opt_state_t,
@@ -211,9 +217,18 @@ class StepProbeHook(Hook):
         self.tx = run.tx
         self.loss_fn = run.loss_fn(self.mode)
         self.points_mesh = parallel.points_mesh(self.layout, len(self.step_sizes), run.mesh)
-        self._probe = probes.step_probe_fn(
-            self.loss_fn, strategy=self.strategy, floor_factor=self.floor_factor,
-            mesh=self.points_mesh, floor_eps=self.floor_eps)
+        # "auto" measures and "host" loops over compiled points: both need concrete arrays, so
+        # the hook runs eagerly (one process, no points layout) with its small pieces jitted.
+        self.jit = not (self.strategy in ("auto", "host") and jax.process_count() == 1
+                        and self.points_mesh is None)
+        if self.jit:
+            self._probe = probes.step_probe_fn(
+                self.loss_fn, strategy=self.strategy, floor_factor=self.floor_factor,
+                mesh=self.points_mesh, floor_eps=self.floor_eps)
+        else:
+            self._value_and_grad = jax.jit(jax.value_and_grad(self.loss_fn))
+            self._update_direction = jax.jit(self.update_direction)
+            self._per_leaf = jax.jit(_per_leaf_norms, static_argnums=1)
 
     def update_direction(self, inputs: StepInputs) -> Any:
         """−Δ_t, so that the probe's points θ − η·d are θ_t + η·Δ_t."""
@@ -224,12 +239,27 @@ class StepProbeHook(Hook):
         return jax.tree.map(lambda u, p: -jnp.asarray(u, jnp.result_type(p)), updates, inputs.params)
 
     def measure(self, carry, inputs: StepInputs):
+        if not self.jit:
+            return self._measure_eagerly(inputs), carry
         fused = (inputs.loss, inputs.grad) if self.fuse else None
         direction = self.update_direction(inputs) if self.direction == "update" else None
         result = self._probe(inputs.params, inputs.batch, self.step_sizes, direction, fused)
         grad = inputs.grad if self.fuse else jax.grad(self.loss_fn)(inputs.params, inputs.batch)
-        per_leaf = jax.tree.map(lambda g: optax.tree.norm(g).astype(result.grad_norm.dtype), grad)
-        return (result, per_leaf), carry
+        return (result, _per_leaf_norms(grad, result.grad_norm.dtype)), carry
+
+    def _measure_eagerly(self, inputs: StepInputs):
+        """The probe measured (``"auto"``) or as a host loop, always handed (L(θ), g): the step's
+        own when fused, else one jitted value_and_grad that also gives the per-leaf norms."""
+        if self.fuse:
+            loss, grad = inputs.loss, inputs.grad
+        else:
+            loss, grad = self._value_and_grad(inputs.params, inputs.batch)
+        direction = self._update_direction(inputs) if self.direction == "update" else None
+        result = probes.step_probe(self.loss_fn, inputs.params, inputs.batch, self.step_sizes,
+                                   direction=direction, value_and_grad=(loss, grad),
+                                   strategy=self.strategy, floor_factor=self.floor_factor,
+                                   floor_eps=self.floor_eps)
+        return result, self._per_leaf(grad, result.grad_norm.dtype)
 
     def record(self, step: int, result) -> dict[str, Any]:
         probe, per_leaf = result
@@ -238,6 +268,11 @@ class StepProbeHook(Hook):
         if self.direction == "update":
             rec["direction"] = "update"
         return rec
+
+
+def _per_leaf_norms(grad: Any, dtype) -> Any:
+    """‖∇_leaf L‖₂ for every leaf of ``grad``, in ``dtype`` (the probe's result dtype)."""
+    return jax.tree.map(lambda g: optax.tree.norm(g).astype(dtype), grad)
 
 
 class Curvature(NamedTuple):

@@ -4,8 +4,10 @@ Every probe takes the toolkit's one loss signature and returns a NamedTuple; non
 The Flax NNX bridge (:mod:`landscape.bridge`) turns a model into that form once, at the edge.
 
 Along the gradient (Santurkar et al. 2018, Figure 4) — :mod:`landscape.probes._step`:
-    :func:`step_probe`, :func:`make_step_probe`, :func:`step_probe_fn`, :func:`lr_multiples`,
-    :func:`grad_norms`, :func:`summarize`.
+    :func:`step_probe_fn`, :func:`lr_multiples`, :func:`grad_norms`, :func:`summarize`;
+    the one-shot call and its measured layout — :mod:`landscape.probes._step_choice`:
+    :func:`step_probe`, :func:`make_step_probe`, :func:`choose_strategy`,
+    :func:`clear_strategy_cache`; the host-loop layout — :mod:`landscape.probes._step_host`.
 The arithmetic (resolution ε, rounding and nondeterminism floors) —
 :mod:`landscape.probes._precision`: :func:`arithmetic_eps`, :func:`noise_floor`.
 Point and loop layouts (``strategy``) — :mod:`landscape.probes._strategy`: :data:`STRATEGIES`,
@@ -49,10 +51,15 @@ from landscape.probes._step import (
     StepProbe,
     grad_norms,
     lr_multiples,
-    make_step_probe,
-    step_probe,
     step_probe_fn,
     summarize,
+)
+from landscape.probes._step_choice import (
+    StrategyChoice,
+    choose_strategy,
+    clear_strategy_cache,
+    make_step_probe,
+    step_probe,
 )
 from landscape.probes._directions import (
     DIRECTION_NORMS,
@@ -99,6 +106,9 @@ __all__ = [
     "PCADirections",
     "curvature_directions",
     "STRATEGIES",
+    "StrategyChoice",
+    "choose_strategy",
+    "clear_strategy_cache",
     "GradNorms",
     "StepProbe",
     "block_masks",

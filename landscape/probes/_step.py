@@ -26,8 +26,11 @@ probed point keeps every leaf's own dtype, except that bfloat16/float16 paramete
 float32 copies (:mod:`landscape.probes._precision`, "Low precision").
 
 **Layout and compilation.** The K evaluations are laid out by ``strategy``
-(:mod:`landscape.probes._strategy`, "Points"): ``"unroll"``, ``"vmap"``, ``"map"`` or ``"auto"``
-(``"vmap"`` on GPU/TPU, ``"unroll"`` on CPU, and ``"vmap"`` whenever ``chunk_size`` is given).
+(:mod:`landscape.probes._strategy`, "Points"): ``"unroll"``, ``"vmap"``, ``"map"``, ``"host"`` (a
+Python loop of one compiled point, :mod:`landscape.probes._step_host`) or ``"auto"``. ``"auto"``
+on concrete arrays times its candidates once per compiled shape and keeps the fastest
+(:func:`landscape.probes.choose_strategy`, :mod:`landscape.probes._step_choice`); under a trace
+it is ``"vmap"`` on GPU/TPU, ``"unroll"`` on CPU, and ``"vmap"`` whenever ``chunk_size`` is given.
 With a ``mesh`` the K points are spread over its devices (the *points* layout,
 :func:`landscape.parallel.spread_points`: each device evaluates ⌈K/n⌉ step sizes on the whole
 minibatch); without one, a minibatch sharded over devices gives the *data* layout (every point on
@@ -36,6 +39,8 @@ every device, each on its share of the batch). :func:`step_probe` is jitted inte
 or build a probe once with :func:`make_step_probe`); it also works inside an outer ``jax.jit``,
 e.g. ``jax.jit(step_probe, static_argnums=0, static_argnames=("strategy", "chunk_size"))``.
 :func:`step_probe_fn` gives the same probe unjitted, to trace inside a compiled training step.
+This module holds the probe's math and its traced layouts; :func:`step_probe`,
+:func:`make_step_probe` and the measured choice live in :mod:`landscape.probes._step_choice`.
 
 Every function takes the toolkit's one loss signature, ``loss_fn(params, batch) -> scalar``, with
 ``params`` and ``batch`` arbitrary pytrees. The probe functions are pure and jit-compatible and
@@ -80,8 +85,6 @@ __all__ = [
     "StepProbe",
     "grad_norms",
     "lr_multiples",
-    "make_step_probe",
-    "step_probe",
     "step_probe_fn",
     "summarize",
 ]
@@ -171,22 +174,27 @@ def _grad_change(grad_moved: PyTree, grad_acc: PyTree, dtype) -> jax.Array:
     return optax.tree.norm(optax.tree.sub(optax.tree.cast(grad_moved, dtype), grad_acc))
 
 
-def _along(loss_fn: LossFn, strategy: str, chunk_size: int | None, mesh: Mesh | None, dtype,
+def _point(loss_fn: LossFn, params: PyTree, batch: PyTree, direction: PyTree, grad_acc: PyTree,
+           eta: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(L(θ − η d), ‖∇L(θ − η d) − g‖₂) at one step size, in the result dtype of ``params``: the
+    evaluation every layout repeats (the host layout calls it compiled, once per η)."""
+    dtype = _result_dtype(params)
+    # θ − η d, each leaf kept in its own dtype.
+    moved = optax.tree.cast_like(optax.tree.add_scale(params, -eta, direction), params)
+    loss, grad_moved = jax.value_and_grad(loss_fn)(moved, batch)
+    return jnp.asarray(loss, dtype), _grad_change(grad_moved, grad_acc, dtype).astype(dtype)
+
+
+def _along(loss_fn: LossFn, strategy: str, chunk_size: int | None, mesh: Mesh | None,
            params: PyTree, batch: PyTree, step_sizes: jax.Array, direction: PyTree,
            grad_acc: PyTree) -> tuple[jax.Array, jax.Array]:
     """(K,) losses L(θ − η_k d) and (K,) gradient changes, laid out by ``strategy`` (and over
     ``mesh``'s devices when given: each device evaluates K/n step sizes on the whole minibatch)."""
-    loss_and_grad = jax.value_and_grad(loss_fn)
 
     def evaluate(etas: jax.Array, params, batch, direction, grad_acc):
         """(loss, grad_change) at θ − η d for every η of ``etas`` (this device's share)."""
-        def at(eta: jax.Array) -> tuple[jax.Array, jax.Array]:
-            # θ − η d, each leaf kept in its own dtype.
-            moved = optax.tree.cast_like(optax.tree.add_scale(params, -eta, direction), params)
-            loss, grad_moved = loss_and_grad(moved, batch)
-            return jnp.asarray(loss, dtype), _grad_change(grad_moved, grad_acc, dtype).astype(dtype)
-
-        return map_with_strategy(at, etas, strategy, chunk_size)
+        return map_with_strategy(functools.partial(_point, loss_fn, params, batch, direction, grad_acc),
+                                 etas, strategy, chunk_size)
 
     return spread_points(evaluate, step_sizes, params, batch, direction, grad_acc, mesh=mesh)
 
@@ -233,8 +241,8 @@ def _step_probe_impl(
     step_sizes = _check_step_sizes(step_sizes).astype(dtype)
     loss0, grad, direction = _start(loss_fn, params, batch, direction, value_and_grad)
     grad_acc = optax.tree.cast(grad, dtype)
-    loss, grad_change = _along(loss_fn, strategy, chunk_size, mesh, dtype, params, batch,
-                               step_sizes, direction, grad_acc)
+    loss, grad_change = _along(loss_fn, strategy, chunk_size, mesh, params, batch, step_sizes,
+                               direction, grad_acc)
     floor = _rounding_floor(loss_fn, floor_factor, floor_eps, dtype, params, batch, grad_acc)
     distance = jnp.abs(step_sizes) * _tree_norm(direction, dtype)
     effective_beta, included = _effective_beta(loss, grad_change, distance, floor, floor_factor)
@@ -254,69 +262,7 @@ _step_probe_jit = _compiled(_step_probe_impl, 6)
 
 
 # ----------------------------------------------------------------------------------------------
-# the public probe, its jitted and unjitted builders
-
-
-def step_probe(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: jax.Array, *,
-               direction: PyTree = None, strategy: str = "auto", chunk_size: int | None = None,
-               floor_factor: float = DEFAULT_FLOOR_FACTOR, floor_eps: float | None = None,
-               value_and_grad: tuple[jax.Array, PyTree] | None = None,
-               mesh: Mesh | None = None) -> StepProbe:
-    """Loss and gradient along θ − η·d for K step sizes (Santurkar et al. 2018, Fig. 4).
-
-    With g = ∇L(θ) and d = ``direction`` (default g), for each η_k:
-
-        loss_k        = L(θ − η_k d)
-        grad_change_k = ‖∇L(θ − η_k d) − g‖₂
-        floor         = ‖∇L(θ ⊕ δ) − g‖₂,  δ_i = ±ε·|θ_i|   (rounding floor, same arithmetic)
-        effective_β   = max_k grad_change_k / (|η_k| ‖d‖₂)   over k with grad_change_k > c·floor
-
-    (c = ``floor_factor``; which η enter, dtypes, layouts and jitting: the module docstring.)
-
-    Args:
-      loss_fn: ``loss_fn(params, batch) -> scalar``, hashable; for BatchNorm nets, the
-        batch-statistics loss (train mode) with no side effects on running averages (Fig. 4).
-      params: pytree θ.
-      batch: pytree passed unchanged to ``loss_fn`` (the same minibatch as the step).
-      step_sizes: (K,) absolute step sizes η, K ≥ 1, any order (results keep it), may contain 0.
-        Negative η move along +d. See :func:`lr_multiples` for the paper's range.
-      direction: pytree like ``params``; default g. Gradient changes are still measured against g.
-      strategy: ``"unroll"``, ``"vmap"``, ``"map"`` or ``"auto"``: how the K evaluations are laid out.
-      chunk_size: for ``"vmap"``/``"map"``: at most this many points at once (not with ``"unroll"``).
-      floor_factor: c above; 0 skips the floor (no extra gradient, ``grad_change_floor`` NaN).
-      floor_eps: ε above, never below the dtype's own eps; default one ulp of the params' dtype.
-        ``arithmetic_eps(dtype)`` measures the noise of coarser matmuls (TF32, bfloat16 passes).
-      value_and_grad: ``(L(θ), g)`` already computed on this ``batch`` with this ``loss_fn`` (a
-        training step's own gradient): the probe then costs K (+1 for the floor) gradients.
-      mesh: spread the K points over this mesh's devices (the *points* layout).
-
-    Returns:
-      A :class:`StepProbe` with fields ``step_sizes`` (K,), ``loss0`` (), ``grad_norm`` (),
-      ``loss`` (K,), ``grad_change`` (K,), ``effective_beta`` (), ``grad_change_floor`` (),
-      ``beta_included`` (K,).
-
-    Raises:
-      ValueError: unknown ``strategy``, bad ``chunk_size``, ``step_sizes`` not 1-D with K ≥ 1,
-        or ``direction`` not shaped like ``params``.
-
-    Reference:
-      Santurkar, Tsipras, Ilyas, Madry (2018), Sec. 3.2, Fig. 4, App. A.2.2.
-
-    Example::
-
-        >>> loss_fn = lambda p, b: 0.5 * jnp.sum(b * p["w"] ** 2)   # β = max(b) = 3
-        >>> r = step_probe(loss_fn, {"w": jnp.ones(2)}, jnp.array([1.0, 3.0]),
-        ...                jnp.array([0.1, 0.2]))
-        >>> float(r.effective_beta)   # ‖A g‖ / ‖g‖ = ‖(1, 9)‖ / ‖(1, 3)‖
-        2.863...
-    """
-    resolved = _resolve_point_strategy(strategy, chunk_size)
-    floor_factor = float(check_number("floor_factor", floor_factor, minimum=0))
-    floor_eps = _check_floor_eps(floor_eps)
-    # Casting here keeps one jit cache entry whatever dtype the caller's step sizes have.
-    step_sizes = jnp.asarray(step_sizes, dtype=_result_dtype(params))
-    return _step_probe_jit(loss_fn, resolved, chunk_size, floor_factor, mesh, floor_eps, params,
-                           batch, step_sizes, direction, value_and_grad)
+# the traceable probe
 
 
 def step_probe_fn(
@@ -332,13 +278,15 @@ def step_probe_fn(
         loss_k = L(θ − η_k d),   grad_change_k = ‖∇L(θ − η_k d) − g‖₂,
         effective_β = max_k grad_change_k / (|η_k| ‖d‖₂)   over k clearly above the rounding floor,
 
-    with ``loss_fn``, ``strategy`` (``"auto"`` resolved now, on the current default backend),
-    ``chunk_size``, ``floor_factor``, ``mesh`` and ``floor_eps`` fixed. Not jitted: call it under
-    ``jax.jit`` (a training step that passes its own ``value_and_grad``), or use
+    with ``loss_fn``, ``strategy`` (``"auto"`` resolved now by the static rule of the current
+    default backend: ``"unroll"`` on CPU, ``"vmap"`` elsewhere — nothing is measured under a
+    trace), ``chunk_size``, ``floor_factor``, ``mesh`` and ``floor_eps`` fixed. Not jitted: call
+    it under ``jax.jit`` (a training step that passes its own ``value_and_grad``), or use
     :func:`make_step_probe` for a jitted one.
 
     Args:
-      loss_fn, strategy, chunk_size, floor_factor, mesh, floor_eps: see :func:`step_probe`.
+      loss_fn, strategy, chunk_size, floor_factor, mesh, floor_eps: see :func:`step_probe`
+        (``strategy="host"`` is a ValueError: it cannot be traced).
 
     Returns:
       The probe function (traceable, no side effects).
@@ -356,6 +304,10 @@ def step_probe_fn(
             return probe(params, batch, lr_multiples(0.1), value_and_grad=(loss, grad))
     """
     resolved = _resolve_point_strategy(strategy, chunk_size)
+    if resolved == "host":
+        raise ValueError("step_probe_fn builds a probe to trace inside jax.jit, where strategy "
+                         "'host' (a Python loop of compiled points) cannot run; use "
+                         "make_step_probe(strategy='host') or step_probe(strategy='host').")
     floor_factor = float(check_number("floor_factor", floor_factor, minimum=0))
     body = functools.partial(_step_probe_impl, loss_fn, resolved, chunk_size, floor_factor, mesh,
                              _check_floor_eps(floor_eps))
@@ -371,43 +323,6 @@ def step_probe_fn(
         "batch, step_sizes, direction=None, value_and_grad=None) -> StepProbe."
     )
     return probe
-
-
-def make_step_probe(
-    loss_fn: LossFn, *, strategy: str = "auto", chunk_size: int | None = None,
-    floor_factor: float = DEFAULT_FLOOR_FACTOR, mesh: Mesh | None = None,
-    floor_eps: float | None = None,
-) -> Callable[..., StepProbe]:
-    """Builds a jitted ``probe(params, batch, step_sizes, direction=None) -> StepProbe``.
-
-    ``jax.jit`` of :func:`step_probe_fn`: the computation and arguments of :func:`step_probe`,
-    with ``loss_fn``, ``strategy`` (``"auto"`` resolved now, on the current default backend),
-    ``chunk_size``, ``floor_factor``, ``mesh`` and ``floor_eps`` fixed. Build it once and call it
-    every step: it traces again only when shapes, dtypes or the pytree structure of its arguments
-    change (e.g. a new K, or ``direction`` switching between ``None`` and a pytree), never when
-    only values change.
-
-    Args:
-      loss_fn: ``loss_fn(params, batch) -> scalar``.
-      strategy: one of :data:`STRATEGIES`; see :func:`step_probe`.
-      chunk_size, floor_factor, mesh, floor_eps: see :func:`step_probe`.
-
-    Returns:
-      The jitted probe function.
-
-    Reference:
-      Santurkar et al. (2018), Fig. 4, App. A.2.2.
-
-    Example::
-
-        probe = make_step_probe(loss_fn)
-        for step in range(num_steps):
-            r = probe(params, batch, lr_multiples(0.1))
-    """
-    probe = step_probe_fn(loss_fn, strategy=strategy, chunk_size=chunk_size,
-                          floor_factor=floor_factor, mesh=mesh, floor_eps=floor_eps)
-    probe.__doc__ = "Jitted " + probe.__doc__
-    return jax.jit(probe)
 
 
 # ----------------------------------------------------------------------------------------------

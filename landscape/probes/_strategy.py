@@ -5,10 +5,17 @@ Two kinds of repetition, two sets of names.
 **Points** (``strategy`` of :func:`landscape.probes.step_probe` and
 :func:`landscape.probes.loss_surface`, :data:`STRATEGIES`): K independent evaluations of the loss
 (and gradient) at K points, stacked. ``"unroll"`` writes the K calls out in one traced function
-(fastest on CPU), ``"vmap"`` vectorises over the points (fastest on accelerators, K× the memory
-of one evaluation), ``"map"`` is a ``jax.lax.map`` (one at a time, lowest memory; convolutions
-inside XLA:CPU loops run ~10× slower). A ``chunk_size`` bounds how many points are evaluated at
-once (vmapped chunks inside a ``lax.map``).
+(fastest on CPU for convnets), ``"vmap"`` vectorises over the points (fastest on accelerators, K×
+the memory of one evaluation), ``"map"`` is a ``jax.lax.map`` (one at a time, lowest memory;
+convolutions inside XLA:CPU loops run ~10× slower). A ``chunk_size`` bounds how many points are
+evaluated at once (vmapped chunks inside a ``lax.map``). The step probe also has ``"host"``
+(:mod:`landscape.probes._step_host`): a Python loop over the points of ONE compiled point
+evaluation — a plain loop of jitted gradients by construction, compiling one gradient program
+instead of K; concrete arrays only. Its ``"auto"`` measures (:mod:`landscape.probes._step_choice`):
+on concrete arrays it times the candidates :func:`_point_candidates` once per compiled shape and
+keeps the fastest; under a trace it takes the static rule :func:`_static_point_strategy`. The
+surface grid (:data:`_SURFACE_STRATEGIES`, no ``"host"``: its ``"unroll"`` with one point per
+chunk already is a host loop) maps ``"auto"`` by backend.
 
 **Iterations** (``strategy`` of the curvature probes, :data:`CURVATURE_STRATEGIES`): a dependent
 sequence of operator products (Lanczos steps, trace samples). ``"scan"`` puts the whole loop in
@@ -35,6 +42,8 @@ from landscape.probes._checks import _is_traced
 
 #: Accepted values of the ``strategy`` argument of :func:`step_probe` / :func:`make_step_probe`.
 STRATEGIES = PROBE_STRATEGIES
+#: Accepted values of :func:`loss_surface`'s ``strategy`` (its host loop is ``"unroll"``, 1 point per chunk).
+_SURFACE_STRATEGIES = tuple(s for s in STRATEGIES if s != "host")
 #: Accepted values of the ``strategy`` argument of the Lanczos and trace probes.
 CURVATURE_STRATEGIES = ("auto", "scan", "host")
 
@@ -62,21 +71,36 @@ def _check_chunk_size(chunk_size: int | None) -> None:
 
 
 def _resolve_point_strategy(strategy: str, chunk_size: int | None) -> str:
-    """Validates the step probe's ``strategy``/``chunk_size`` and maps ``"auto"`` to a concrete
-    strategy: ``"vmap"`` on GPU/TPU or whenever a chunk size is given, ``"unroll"`` on CPU."""
+    """Validates the step probe's ``strategy``/``chunk_size`` and maps ``"auto"`` to the static
+    rule :func:`_static_point_strategy` (the layout under a trace; concrete calls measure)."""
     _check_strategy(strategy, STRATEGIES)
     _check_chunk_size(chunk_size)
-    if chunk_size is not None and strategy == "unroll":
+    if chunk_size is not None and strategy in ("unroll", "host"):
         raise ValueError(
             "chunk_size applies to strategy 'vmap' or 'map' (it bounds how many points are "
-            "evaluated at once); 'unroll' always writes out all K evaluations."
+            f"evaluated at once); {strategy!r} always evaluates all K points, one program each "
+            "('host') or written out in one ('unroll')."
         )
-    if strategy == "auto":
-        # A chunk size asks for bounded memory, which only the mapped strategies give.
-        if chunk_size is not None or jax.default_backend() != "cpu":
-            return "vmap"
-        return "unroll"
-    return strategy
+    return _static_point_strategy(chunk_size) if strategy == "auto" else strategy
+
+
+def _static_point_strategy(chunk_size: int | None) -> str:
+    """``"auto"`` without measuring (under ``jax.jit``): ``"vmap"`` on GPU/TPU or whenever a chunk
+    size is given (it asks for bounded memory, which only the mapped layouts give), ``"unroll"`` on
+    CPU (measured, benchmarks/bench_architectures.py: unroll 0.8–1.4 × a plain loop of the same
+    gradients, map 0.96 on a small transformer but ~10× on convnets)."""
+    if chunk_size is not None or jax.default_backend() != "cpu":
+        return "vmap"
+    return "unroll"
+
+
+def _point_candidates(chunk_size: int | None, points_mesh: bool) -> tuple[str, ...]:
+    """The layouts ``"auto"`` times on concrete arrays: ``("host", "unroll")`` on CPU,
+    ``("vmap", "host")`` on GPU/TPU; only the static rule with a chunk size or a points mesh
+    (the host loop evaluates one point at a time on every device)."""
+    if chunk_size is not None or points_mesh:
+        return (_static_point_strategy(chunk_size),)
+    return ("host", "unroll") if jax.default_backend() == "cpu" else ("vmap", "host")
 
 
 def map_with_strategy(at: Callable[[jax.Array], Any], points: jax.Array, strategy: str,

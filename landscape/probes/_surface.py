@@ -63,8 +63,8 @@ from jax.sharding import Mesh
 from landscape.parallel import mesh_size, spread_points
 from landscape.probes._checks import _check_direction, _is_traced
 from landscape.probes._precision import _is_float, _result_dtype
-from landscape.probes._strategy import (STRATEGIES, _check_chunk_size, _check_strategy, _compiled,
-                                        map_with_strategy)
+from landscape.probes._strategy import (_SURFACE_STRATEGIES, _check_chunk_size, _check_strategy,
+                                        _compiled, map_with_strategy)
 from landscape.probes._types import LossFn, PyTree
 from landscape.records import to_jsonable
 
@@ -121,7 +121,7 @@ def resolve_surface_strategy(strategy: str, chunk_size: int | None = None) -> st
     :func:`landscape.probes.step_probe`, a chunk size is accepted by every strategy: here it is
     the number of grid points per compiled chunk.
     """
-    _check_strategy(strategy, STRATEGIES)
+    _check_strategy(strategy, _SURFACE_STRATEGIES)
     _check_chunk_size(chunk_size)
     if strategy == "auto":
         return "unroll" if jax.default_backend() == "cpu" else "vmap"

@@ -1,0 +1,215 @@
+"""The step probe's layouts: ``"host"`` equals ``"unroll"``, ``"auto"`` measures once per shape.
+
+Tolerance: float64, rtol 1e-12 on every field. Each η is the same function (``_point``) in both
+layouts, so the only differences are the reassociation of sums inside separately compiled programs
+(≈ 1e-16 relative, measured); 1e-12 leaves a 10⁴ margin and still rejects any change of formula.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from tolerance import assert_close
+
+from landscape import probes
+from landscape.engine import StepProbeHook, attach
+from landscape.probes import _step_choice, _strategy
+
+pytestmark = pytest.mark.usefixtures("x64")
+
+STEPS = np.array([0.4, -0.1, 0.0, 1.5])  # unsorted, one negative, one zero
+
+
+def mlp_loss(params, batch):
+    h = jnp.tanh(batch["x"] @ params["l1"]["w"] + params["l1"]["b"][None, :])
+    logits = h @ params["l2"]["w"] + params["l2"]["b"][None, :]
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
+
+
+def cnn_loss(params, batch):
+    x = jax.lax.conv_general_dilated(batch["x"], params["conv"]["kernel"], (2, 2), "VALID",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x = jnp.tanh(x + params["conv"]["bias"][None, None, None, :])
+    logits = x.reshape(x.shape[0], -1) @ params["head"]["kernel"] + params["head"]["bias"][None, :]
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
+
+
+def _zoo(name: str):
+    rng = np.random.default_rng(0)
+    normal = lambda *shape: jnp.asarray(rng.standard_normal(shape))  # noqa: E731
+    if name == "mlp":
+        params = {"l1": {"w": normal(5, 8) / 2, "b": 0.1 * normal(8)},
+                  "l2": {"w": normal(8, 3) / 3, "b": jnp.zeros(3)}}
+        return mlp_loss, params, {"x": normal(16, 5), "y": jnp.asarray(rng.integers(0, 3, 16))}
+    params = {"conv": {"kernel": normal(3, 3, 1, 2), "bias": 0.1 * normal(2)},
+              "head": {"kernel": normal(8, 2), "bias": 0.1 * normal(2)}}
+    return cnn_loss, params, {"x": normal(4, 5, 5, 1), "y": jnp.asarray(rng.integers(0, 2, 4))}
+
+
+@pytest.fixture(scope="module")
+def zoo(x64):
+    return {name: _zoo(name) for name in ("mlp", "cnn")}
+
+
+def _equal(a: probes.StepProbe, b: probes.StepProbe, rtol: float = 1e-12) -> None:
+    for name in a._fields:
+        x, y = np.asarray(getattr(a, name)), np.asarray(getattr(b, name))
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        if x.dtype == bool:
+            np.testing.assert_array_equal(x, y, err_msg=name)
+        else:  # NaN where the other is NaN (the floor without floor_factor), close elsewhere
+            np.testing.assert_array_equal(np.isnan(x), np.isnan(y), err_msg=name)
+            assert_close(x[~np.isnan(x)], y[~np.isnan(y)], rtol, name=name)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("custom, fused, floor", [(False, False, 10.0), (True, True, 10.0),
+                                                  (False, True, 0.0)],
+                         ids=["plain", "custom-d fused", "fused no-floor"])
+def test_host_equals_unroll(zoo, name, custom, fused, floor):
+    """float64: the host loop computes every field of the unrolled probe (the floor included)."""
+    loss_fn, params, batch = zoo[name]
+    direction = jax.tree.map(lambda p: jnp.cos(jnp.arange(p.size, dtype=p.dtype)).reshape(p.shape),
+                             params) if custom else None
+    vg = jax.value_and_grad(loss_fn)(params, batch) if fused else None
+    kw = dict(direction=direction, value_and_grad=vg, floor_factor=floor)
+    host = probes.step_probe(loss_fn, params, batch, STEPS, strategy="host", **kw)
+    _equal(host, probes.step_probe(loss_fn, params, batch, STEPS, strategy="unroll", **kw))
+    assert host.loss.dtype == jnp.float64
+    assert np.isnan(float(host.grad_change_floor)) == (floor == 0)
+
+
+def test_host_compiles_one_point_program(zoo):
+    """K points and the floor share ONE compiled point evaluation, whatever K."""
+    from landscape.probes import _step_host
+
+    loss_fn, params, batch = zoo["mlp"]
+    before = _step_host._point_jit._cache_size()
+    for k in (2, 5):
+        probes.step_probe(loss_fn, params, batch, np.linspace(0.1, 1.0, k), strategy="host")
+    assert _step_host._point_jit._cache_size() - before <= 1
+
+
+def test_host_refuses_traces_chunks_and_meshes(zoo):
+    loss_fn, params, batch = zoo["mlp"]
+    with pytest.raises(ValueError, match="concrete arrays"):
+        jax.jit(lambda p: probes.step_probe(loss_fn, p, batch, STEPS, strategy="host").loss)(params)
+    with pytest.raises(ValueError, match="cannot run"):
+        probes.step_probe_fn(loss_fn, strategy="host")
+    with pytest.raises(ValueError, match="chunk_size"):
+        probes.step_probe(loss_fn, params, batch, STEPS, strategy="host", chunk_size=2)
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("points",))
+    with pytest.raises(ValueError, match="points mesh"):
+        probes.step_probe(loss_fn, params, batch, STEPS, strategy="host", mesh=mesh)
+    with pytest.raises(ValueError, match="concrete layouts"):
+        probes.choose_strategy(loss_fn, params, batch, STEPS, candidates=("auto", "host"))
+    with pytest.raises(ValueError, match="strategy must be one of"):  # its host loop is "unroll"
+        probes.resolve_surface_strategy("host")
+
+
+def _forced(winner: str, seen: list, fast: float = 1.0):
+    """A timer under which ``winner`` runs in ``fast`` seconds and every other layout in 2 s."""
+    def timer(strategy, run):
+        seen.append(strategy)
+        run()
+        return fast if strategy == winner else 2.0
+    return timer
+
+
+@pytest.mark.parametrize("winner", ["host", "unroll"])
+def test_choice_follows_the_timer(zoo, winner):
+    loss_fn, params, batch = zoo["mlp"]
+    seen: list = []
+    choice = probes.choose_strategy(loss_fn, params, batch, STEPS, candidates=("host", "unroll"),
+                                    timer=_forced(winner, seen))
+    assert choice.strategy == winner
+    assert choice.seconds == {s: 1.0 if s == winner else 2.0 for s in ("host", "unroll")}
+    assert choice.compile_seconds == {"host": 0.0, "unroll": 0.0}
+    assert seen == ["host", "host", "unroll", "unroll"]  # each: the first call, the timed one
+    probes.clear_strategy_cache()
+
+
+def test_a_fast_candidate_skips_the_rest(zoo):
+    """A first candidate under skip_below seconds wins without compiling the others."""
+    loss_fn, params, batch = zoo["mlp"]
+    seen: list = []
+    choice = probes.choose_strategy(loss_fn, params, batch, STEPS, candidates=("host", "map"),
+                                    timer=_forced("host", seen, fast=0.001), skip_below=0.01)
+    assert choice.strategy == "host" and seen == ["host", "host"]
+    assert choice.seconds == {"host": 0.001}
+    probes.clear_strategy_cache()
+
+
+def test_auto_measures_once_per_shape(zoo, monkeypatch):
+    """The first "auto" call of a shape measures, later ones reuse the choice; a new K measures
+    again, and so does any call after clear_strategy_cache. Results equal the chosen layout's."""
+    loss_fn, params, batch = zoo["mlp"]
+    candidates = _strategy._point_candidates(None, False)  # ("host", "unroll") on CPU
+    seen: list = []
+    ran: list = []
+    run = _step_choice._run
+    monkeypatch.setattr(_step_choice, "_wall_seconds", _forced(candidates[1], seen))
+    monkeypatch.setattr(_step_choice, "_run", lambda s, o, a: ran.append(s) or run(s, o, a))
+    probes.clear_strategy_cache()
+    first = probes.step_probe(loss_fn, params, batch, STEPS)
+    assert len(seen) == 4 and ran == [candidates[0], candidates[0], candidates[1], candidates[1]]
+    ran.clear()
+    again = probes.step_probe(loss_fn, params, batch, STEPS * 2)  # new values, same shape
+    assert len(seen) == 4 and ran == [candidates[1]]
+    _equal(first, probes.step_probe(loss_fn, params, batch, STEPS, strategy=candidates[1]))
+    assert not np.allclose(again.loss, first.loss)
+    probes.step_probe(loss_fn, params, batch, STEPS[:2])  # new K: a new compiled shape
+    assert len(seen) == 8
+    probes.clear_strategy_cache()
+    probes.step_probe(loss_fn, params, batch, STEPS)
+    assert len(seen) == 12
+    # Under a trace nothing is timed: the static rule ("unroll" on CPU).
+    jax.jit(lambda p: probes.step_probe(loss_fn, p, batch, STEPS).loss)(params)
+    assert len(seen) == 12
+    probes.clear_strategy_cache()
+
+
+# ----------------------------------------------------------------------------------------------
+# the engine's hook: eager for "auto"/"host", records equal to a traced strategy
+
+
+def _hooks(auto: str, host: str) -> list[StepProbeHook]:
+    steps = probes.lr_multiples(0.1, num=3)
+    return [StepProbeHook(step_sizes=steps, strategy=auto),
+            StepProbeHook(step_sizes=steps, strategy=host, fuse=False, name="unfused"),
+            StepProbeHook(step_sizes=steps, strategy=host, direction="update")]
+
+
+def _attached_records(zoo, hooks) -> list[dict]:
+    """Two steps of Adam on the MLP with ``hooks`` attached (the second probes a moved θ and reuses
+    the measured choice): each step's results by hook."""
+    loss_fn, params, batch = zoo["mlp"]
+    tx = optax.adam(0.05)
+    opt_state, out = tx.init(params), []
+    with attach(loss_fn, hooks, optimizer=tx) as attached:
+        for t in range(2):
+            loss, grad = jax.value_and_grad(loss_fn)(params, batch)
+            out.append(attached.step(t, params, batch, loss=loss, grad=grad, opt_state=opt_state))
+            updates, opt_state = tx.update(grad, opt_state, params)
+            params = optax.apply_updates(params, updates)
+    return out
+
+
+def test_hook_records_equal_a_traced_strategy(zoo, monkeypatch):
+    """float64: "auto" (forced to the host loop) and "host" (unfused; along the update) run the
+    hooks eagerly and measure what the jitted "unroll" hooks measure, per-layer norms included."""
+    monkeypatch.setattr(_step_choice, "_wall_seconds", _forced("host", []))
+    probes.clear_strategy_cache()
+    eager_hooks, traced_hooks = _hooks("auto", "host"), _hooks("unroll", "unroll")
+    eager, traced = _attached_records(zoo, eager_hooks), _attached_records(zoo, traced_hooks)
+    assert [h.jit for h in eager_hooks] == [False] * 3 and all(h.jit for h in traced_hooks)
+    for step_a, step_b in zip(eager, traced):
+        assert step_a.keys() == step_b.keys() == {"probes", "unfused", "probes_update"}
+        for name in step_a:
+            (probe_a, norms_a), (probe_b, norms_b) = step_a[name], step_b[name]
+            _equal(probes.StepProbe(*probe_a), probes.StepProbe(*probe_b))
+            assert_close(jax.tree.leaves(norms_a), jax.tree.leaves(norms_b), 1e-12, name=name)
+    probes.clear_strategy_cache()
