@@ -2,11 +2,11 @@
 
 - Rank promotion raises: ``(B, C) + (C,)``-style implicit broadcasting must be written out
   (``x[None, :]``) — the equinox convention; it catches shape bugs that broadcasting would hide.
-- Work is handed to the two pytest-xdist workers in groups (``--dist loadgroup``, see
-  pyproject.toml): a whole file by default (its module fixtures are built once), or the
-  ``xdist_group`` a test names itself (each README command, a process of its own, is its own
-  group, so they spread over both workers). The longest groups run first, so a long one left to
-  the end cannot keep one worker busy while the other idles.
+- Work is handed to the two pytest-xdist workers by scope (``--dist loadscope``, see
+  pyproject.toml): a whole file (its module fixtures are built once), or a test class — the
+  suite's only classes are in tests/test_readme_commands.py, one per README command (a process of
+  its own), so the commands spread over both workers. The longest files run first, so a long one
+  left to the end cannot keep one worker busy while the other idles.
 - A persistent compilation cache (``.jax_cache/`` in the repository, git-ignored): identical
   programs built by different tests (the same tiny model through a new ``make_loss_fn``) compile
   once per machine instead of once per test.
@@ -35,10 +35,6 @@ _LONGEST_FIRST = ("test_readme_commands.py", "test_parallel.py", "test_notebooks
                   "test_cli.py", "test_analyze.py", "test_exp_landscapes.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
     rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep order

@@ -222,29 +222,11 @@ def _check_summary_lines(out: Path, stdout: str) -> None:
                 assert printed == pytest.approx(expected, rel=1e-3, nan_ok=True), line
 
 
-@pytest.fixture(scope="module")
-def fig4_run(tmp_path_factory):
-    """``landscape reproduce fig4``, tiny: the run folder plot, report and analyze reuse."""
-    return _train(FIG4, tmp_path_factory.mktemp("readme") / "fig4")
-
-
 TRAINING = [c for c in TINY_FLAGS if c.split()[1] in ("reproduce", "compare")]
 
 
-def _group(command: str) -> str:
-    """Each command its own xdist group (they spread over the workers); fig4's run is shared
-    with plot/report/analyze through the module fixture, so those stay together."""
-    return "readme-fig4" if command == FIG4 else f"readme-{command}"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("command", [pytest.param(c, marks=pytest.mark.xdist_group(_group(c)))
-                                     for c in TRAINING])
-def test_training_command(command, request, tmp_path):
-    if command == FIG4:
-        out, proc = request.getfixturevalue("fig4_run")
-    else:
-        out, proc = _train(command, tmp_path)
+def check_training_command(command: str, out: Path, proc: subprocess.CompletedProcess) -> None:
+    """The printed summary matches ``summary.json``, plus what each command's flags promise."""
     _check_summary_lines(out, proc.stdout)
     summary = json.loads((out / "summary.json").read_text())
     if command == PAPER:
@@ -258,21 +240,49 @@ def test_training_command(command, request, tmp_path):
         assert set(summary["proxy_against_true_beta"]) == {"batchnorm", "vanilla"}
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group(_group(FIG4))
-def test_plot_report_analyze_on_a_finished_run(fig4_run):
-    out, _ = fig4_run
+class _Command:
+    """One README training command, run tiny as a process. One class per command: the suite's
+    ``--dist loadscope`` hands each class to the next free worker, so the commands spread over
+    both workers instead of queueing on one (the rest of the suite has no classes: a file each)."""
 
-    def run(command):
-        argv = [out if a == "RUN_DIR" else a for a in shlex.split(command)[1:]]
-        return _landscape([str(a) for a in argv] + TINY_FLAGS[command], cwd=out.parent)
+    command: str
 
-    written = run("landscape plot RUN_DIR").stdout.splitlines()
-    assert str(out / "fig4.png") in written and all(Path(p).is_file() for p in written)
-    report = Path(run("landscape report RUN_DIR").stdout.strip())
-    assert report == out / "report.html" and "data:image/png;base64," in report.read_text()
-    lines = run("landscape analyze RUN_DIR").stdout.splitlines()
-    for label in ("batchnorm", "vanilla"):
-        assert f"wrote {out / label / 'analysis'}/" in lines
-        assert any(re.match(rf"\s*{label} step \d+: loss \S+, gradient change .*effective β", l)
-                   for l in lines), lines
+    @pytest.mark.slow
+    def test_runs_tiny(self, tmp_path):
+        check_training_command(self.command, *_train(self.command, tmp_path))
+
+
+class TestReproduceFig4:
+    """``landscape reproduce fig4``, then plot, report and analyze on its folder."""
+
+    @pytest.fixture(scope="class")
+    def fig4_run(self, tmp_path_factory):
+        return _train(FIG4, tmp_path_factory.mktemp("readme") / "fig4")
+
+    @pytest.mark.slow
+    def test_runs_tiny(self, fig4_run):
+        check_training_command(FIG4, *fig4_run)
+
+    @pytest.mark.slow
+    def test_plot_report_analyze_on_the_finished_run(self, fig4_run):
+        out, _ = fig4_run
+
+        def run(command):
+            argv = [out if a == "RUN_DIR" else a for a in shlex.split(command)[1:]]
+            return _landscape([str(a) for a in argv] + TINY_FLAGS[command], cwd=out.parent)
+
+        written = run("landscape plot RUN_DIR").stdout.splitlines()
+        assert str(out / "fig4.png") in written and all(Path(p).is_file() for p in written)
+        report = Path(run("landscape report RUN_DIR").stdout.strip())
+        assert report == out / "report.html" and "data:image/png;base64," in report.read_text()
+        lines = run("landscape analyze RUN_DIR").stdout.splitlines()
+        for label in ("batchnorm", "vanilla"):
+            assert f"wrote {out / label / 'analysis'}/" in lines
+            assert any(re.match(rf"\s*{label} step \d+: loss \S+, gradient change .*effective β",
+                                l) for l in lines), lines
+
+
+for _command in TRAINING:
+    if _command != FIG4:  # fig4's run is shared with plot/report/analyze: TestReproduceFig4
+        _name = "Test" + "".join(w.capitalize() for w in re.findall(r"[a-z0-9]+", _command)[1:])
+        globals()[_name] = type(_name, (_Command,), {"command": _command})
