@@ -48,6 +48,7 @@ def test_pure_summaries():
     assert interpolation_max_rise([0.0, 0.5, 1.0, 1.5], [3.0, 2.0, 2.5, 9.0]) == 0.5
 
 
+@pytest.mark.slow
 def test_analyze_resume_equals_uninterrupted(run_dir, tmp_path, monkeypatch):
     full = analyze(_copy(run_dir, tmp_path, "full"), steps="all", **OPTS)
     assert [r["step"] for r in full["records"]] == [2, 4]
@@ -136,6 +137,7 @@ def test_cli_experiment_folder(run_dir, tmp_path, capsys):
     assert [r["step"] for r in read_records(exp / "bn" / "analysis" / "analysis.jsonl")] == [4]
 
 
+@pytest.mark.slow
 def test_analyze_checkpoint_example(capsys):
     runpy.run_path(str(EXAMPLES / "analyze_checkpoint.py"), run_name="__main__")
     out = capsys.readouterr().out

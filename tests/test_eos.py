@@ -41,6 +41,7 @@ def result(tmp_path_factory):
     return out, summary
 
 
+@pytest.mark.slow
 def test_files_and_summary(result):
     out, summary = result
     assert (out / "eos.png").exists() and (out / "summary.json").exists()
@@ -58,6 +59,7 @@ def test_files_and_summary(result):
     assert {"lr0.5_crossing_step", "lr0.5_median_ratio_after"} <= set(comp)
 
 
+@pytest.mark.slow
 def test_sharpness_at_init_is_dense_top_eigenvalue(result):
     _, summary = result
     cfg = TrainConfig.from_dict(summary["config"]["lr0.5"])
@@ -89,6 +91,7 @@ def test_mse_onehot_loss():
     assert_close(acc, 0.5, rtol=0)
 
 
+@pytest.mark.slow
 def test_critical_sharpness_recorded_beside_lambda_max(result):
     """eos records λ_c along GD's step at every curvature step; for plain GD λ_c ≤ λ_max up to
     the search's bracket (λ_c = gᵀHg/gᵀg for a quadratic; the tiny MLP is close to one here)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+@pytest.mark.slow
 def test_custom_model_example(capsys):
     runpy.run_path(str(EXAMPLES / "custom_model.py"), run_name="__main__")
     out = capsys.readouterr().out
@@ -15,6 +16,7 @@ def test_custom_model_example(capsys):
     assert "running statistics unchanged by probing: True" in out
 
 
+@pytest.mark.slow
 def test_custom_hook_example(tmp_path, capsys):
     """The user-defined hook records cosines in [-1, 1] (NaN first) every 5 steps."""
     import math
@@ -34,6 +36,7 @@ def _run_example(name, argv, monkeypatch):
     runpy.run_path(str(EXAMPLES / name), run_name="__main__")
 
 
+@pytest.mark.slow
 def test_plain_jax_example(tmp_path, capsys, monkeypatch):
     """A model in plain JAX (a list of dicts of arrays) through fit: records and hooks written."""
     from landscape.train import read_run
@@ -46,6 +49,7 @@ def test_plain_jax_example(tmp_path, capsys, monkeypatch):
     assert "effective β over training" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_attach_probes_example(capsys, monkeypatch, tmp_path):
     """The own-loop form: hooks.step in a hand-written NNX loop, the Figure-4 figure drawn."""
     monkeypatch.chdir(tmp_path)

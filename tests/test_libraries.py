@@ -38,6 +38,7 @@ def _check(loss_fn, params, tmp_path, state=None):
     assert_close(rec["grad_change"], ref.grad_change, rtol=1e-10, name="grad_change")
 
 
+@pytest.mark.slow
 def test_equinox(tmp_path):
     eqx = pytest.importorskip("equinox")
     model = eqx.nn.MLP(5, 3, width_size=8, depth=2, key=jax.random.key(0))
@@ -50,6 +51,7 @@ def test_equinox(tmp_path):
     _check(loss_fn, params, tmp_path)
 
 
+@pytest.mark.slow
 def test_flax_linen_with_batchnorm(tmp_path):
     import flax.linen as nn
 

@@ -50,10 +50,12 @@ def checks(tmp_path_factory) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_four_simulated_devices(checks):
     assert checks["device_count"] == 4
 
 
+@pytest.mark.slow
 def test_training_on_four_devices_equals_one(checks):
     """Loss, accuracy, every probe field and the evaluation of a float64 BN MLP run (6 steps, probes
     every 2 steps with K = 6 spread over 4 devices) equal the one-device run. The rounding floor
@@ -68,12 +70,14 @@ def test_training_on_four_devices_equals_one(checks):
     assert checks["run_json_devices"] == 4
 
 
+@pytest.mark.slow
 def test_fit_on_four_devices_equals_one(checks):
     """fit with a plain-JAX loss and a dict batch (float64, Adam, probes every 2 steps): the batch
     is split over the 4 devices and every record equals the one-device run (rtol 1e-9)."""
     assert checks["fit_f64"]["train"] < 1e-9 and checks["fit_f64"]["probes"] < 1e-9, checks["fit_f64"]
 
 
+@pytest.mark.slow
 def test_float32_few_steps(checks):
     diffs = dict(checks["train_f32"])
     assert 1 <= diffs.pop("floor_ratio") < 2
@@ -81,10 +85,12 @@ def test_float32_few_steps(checks):
         assert diff < 1e-4, name
 
 
+@pytest.mark.slow
 def test_data_layout_probe_in_the_engine(checks):
     assert checks["data_layout_probes"] < F64
 
 
+@pytest.mark.slow
 def test_resume_on_four_devices(checks):
     """Interrupted after the step-3 checkpoint, resumed: the same records as one uninterrupted
     one-device run; a 4-device checkpoint also resumes on one device, and a one-device
@@ -97,10 +103,12 @@ def test_resume_on_four_devices(checks):
     assert checks["resume_1_then_4"] < F64
 
 
+@pytest.mark.slow
 def test_batch_that_does_not_split(checks):
     assert "batch size 10 does not split over 4 devices" in checks["bad_batch"]
 
 
+@pytest.mark.slow
 def test_probe_layouts_as_functions(checks):
     """step_probe on a sharded batch (data layout) and with mesh= (points layout, 5 points over
     4 devices, padding dropped), loss_surface, hessian_trace and spectral_density with mesh=,

@@ -31,6 +31,7 @@ TINY_CLI = ["--dataset", "synthetic", "--model", "mlp", "--width", "0.2", "--ste
 
 # ------------------------------------------------------------------------------- divergence
 
+@pytest.mark.slow
 def test_divergence_is_recorded_and_the_command_still_succeeds(tmp_path, capsys):
     out = tmp_path / "div"
     argv = [*TINY_CLI, "--model", "vgg5", "--width", "0.125", "--lr", "1e6"]  # ReLU net → NaN
@@ -128,6 +129,7 @@ def test_kill_9_then_same_command_equals_uninterrupted(tmp_path):
 
 # ------------------------------------------------------------------------------ determinism
 
+@pytest.mark.slow
 def test_same_seed_same_records_different_seed_differs(tmp_path):
     cfg = TrainConfig(**{**TINY_RUN, "norm": "noisy_batch", "steps": 4, "checkpoint_every": 4})
     runs = [read_run(train(c, tmp_path / name, progress=False).workdir)
@@ -138,6 +140,7 @@ def test_same_seed_same_records_different_seed_differs(tmp_path):
 
 # ---------------------------------------------------------------------- untrusted checkpoints
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     cfg = TrainConfig(**{**TINY_RUN, "steps": 4})
     train(cfg, tmp_path / "a", progress=False)
@@ -204,6 +207,7 @@ def test_scaling_direction_and_inverse_step_sizes_is_invariant(probe64, s, etas)
 
 # ------------------------------------------------------------- review findings (regressions)
 
+@pytest.mark.slow
 def test_overwrite_never_leaves_the_output_folder(tmp_path):
     from landscape.experiments.fig4 import fig4_experiment
     from landscape.reproduce import run_experiment
@@ -235,6 +239,7 @@ def test_finished_records_are_never_wiped_without_checkpoints(tmp_path):
     assert (tmp_path / "train.jsonl").read_text() == before
 
 
+@pytest.mark.slow
 def test_rerunning_a_run_stopped_by_divergence_trains_nothing(tmp_path):
     cfg = TrainConfig(**{**TINY_RUN, "model": "vgg5", "width": 0.125, "norm": "none", "lr": 1e6,
                          "stop_on_divergence": True})
@@ -259,6 +264,7 @@ def test_infinite_option_values_are_refused():
         TrainConfig(**{**TINY_RUN, "norm": "lp", "norm_options": {"p": float("inf")}})
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_nested_compare_runs(tmp_path):
     from landscape.reproduce import EXPERIMENTS, ExperimentExistsError, run_experiment
 

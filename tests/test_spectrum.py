@@ -45,6 +45,7 @@ def result(tmp_path_factory):
     return out, run_experiment(EXPERIMENTS["spectrum"](**_options(n)), out, progress=False)
 
 
+@pytest.mark.slow
 def test_files_and_summary(result):
     out, summary = result
     assert (out / "spectrum.png").exists() and (out / "summary.json").exists()
@@ -64,6 +65,7 @@ def test_files_and_summary(result):
     assert summary["config"]["batchnorm"]["norm"] == "batch"
 
 
+@pytest.mark.slow
 def test_top10_matches_dense_hessian(result):
     _, summary = result
     cfg = TrainConfig.from_dict(summary["config"]["vanilla"])
