@@ -128,7 +128,8 @@ def test_choice_follows_the_timer(zoo, winner):
     assert choice.strategy == winner
     assert choice.seconds == {s: 1.0 if s == winner else 2.0 for s in ("host", "unroll")}
     assert choice.compile_seconds == {"host": 0.0, "unroll": 0.0}
-    assert seen == ["host", "host", "unroll", "unroll"]  # each: the first call, the timed one
+    # each in turn: the first call and a warm one; then one more warm round
+    assert seen == ["host", "host", "unroll", "unroll", "host", "unroll"]
     probes.clear_strategy_cache()
 
 
@@ -155,20 +156,21 @@ def test_auto_measures_once_per_shape(zoo, monkeypatch):
     monkeypatch.setattr(_step_choice, "_run", lambda s, o, a: ran.append(s) or run(s, o, a))
     probes.clear_strategy_cache()
     first = probes.step_probe(loss_fn, params, batch, STEPS)
-    assert len(seen) == 4 and ran == [candidates[0], candidates[0], candidates[1], candidates[1]]
+    c0, c1 = candidates
+    assert len(seen) == 6 and ran == [c0, c0, c1, c1, c0, c1]
     ran.clear()
     again = probes.step_probe(loss_fn, params, batch, STEPS * 2)  # new values, same shape
-    assert len(seen) == 4 and ran == [candidates[1]]
+    assert len(seen) == 6 and ran == [c1]
     _equal(first, probes.step_probe(loss_fn, params, batch, STEPS, strategy=candidates[1]))
     assert not np.allclose(again.loss, first.loss)
     probes.step_probe(loss_fn, params, batch, STEPS[:2])  # new K: a new compiled shape
-    assert len(seen) == 8
+    assert len(seen) == 12
     probes.clear_strategy_cache()
     probes.step_probe(loss_fn, params, batch, STEPS)
-    assert len(seen) == 12
+    assert len(seen) == 18
     # Under a trace nothing is timed: the static rule ("unroll" on CPU).
     jax.jit(lambda p: probes.step_probe(loss_fn, p, batch, STEPS).loss)(params)
-    assert len(seen) == 12
+    assert len(seen) == 18
     probes.clear_strategy_cache()
 
 

@@ -12,9 +12,10 @@ and the one-program layout never loses to the loop by more than the timing noise
 shape — the key is (``loss_fn``, backend, the pytree structure, shapes and dtypes of ``params``,
 ``batch``, ``direction`` or None and ``value_and_grad`` or None, K, whether there is a floor,
 ``floor_eps``, ``chunk_size``, ``mesh``) — and on a miss measures: each candidate in turn is called
-once (compile + run) and once more (run), the one with the shortest second call is kept and its
-first call's result returned, so the measurement costs each candidate's compile and two runs, once
-per shape. Once a candidate runs in under :data:`_SKIP_BELOW_SECONDS` (10 ms: a tiny model, where
+once (compile + run) and once more (run), then once more each, round-robin (a burst of load on a
+shared machine should not decide alone); the one with the fastest warm call is kept and its first
+call's result returned, so the measurement costs each candidate's compile and three runs, once per
+shape. Once a candidate runs in under :data:`_SKIP_BELOW_SECONDS` (10 ms: a tiny model, where
 another layout could save milliseconds and its compile would cost seconds) the rest are skipped.
 Candidates: ``("host", "unroll")`` on CPU, ``("vmap", "host")`` on GPU/TPU; with a
 ``chunk_size`` or a points ``mesh`` only the static rule (nothing to measure). Under a trace
@@ -36,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from landscape.choices import check_number
+from landscape.choices import check_int, check_number
 from landscape.probes._checks import _is_traced
 from landscape.probes._precision import _check_floor_eps, _result_dtype
 from landscape.probes._step import (DEFAULT_FLOOR_FACTOR, StepProbe, _step_probe_jit,
@@ -54,7 +55,7 @@ class StrategyChoice(NamedTuple):
 
     Attributes:
       strategy: the candidate whose second call was fastest (ties: the earlier candidate).
-      seconds: ``{candidate: run seconds}``, the second call of each timed candidate (warm).
+      seconds: ``{candidate: run seconds}``, the fastest warm call of each timed candidate.
       compile_seconds: ``{candidate: first call − second call}``, ≈ its trace and compile time.
     """
 
@@ -129,13 +130,19 @@ def _wall_seconds(strategy: str, run: Callable[[], Any]) -> float:
 _SKIP_BELOW_SECONDS = 0.01
 
 
+#: Warm calls timed per candidate (the minimum is kept): one more round, round-robin, halves the
+#: chance that a burst of load on a shared machine decides the choice.
+_REPEATS = 2
+
+
 def _measure(candidates: Sequence[str], run: Callable[[str], StepProbe],
-             timer: Callable[[str, Callable[[], Any]], float],
-             skip_below: float) -> tuple[StrategyChoice, StepProbe]:
+             timer: Callable[[str, Callable[[], Any]], float], skip_below: float,
+             repeats: int) -> tuple[StrategyChoice, StepProbe]:
     """Each candidate in turn called once (compile + run) and once more (run), until one runs in
-    under ``skip_below`` seconds; the choice and the winner's first result."""
+    under ``skip_below`` seconds; then ``repeats`` − 1 more warm rounds over the timed ones,
+    round-robin. The choice (fastest warm call of each) and the winner's first result."""
     results: dict[str, StepProbe] = {}
-    seconds: dict[str, float] = {}
+    warm: dict[str, list[float]] = {}
     compile_seconds: dict[str, float] = {}
 
     def first(strategy: str) -> StepProbe:
@@ -143,11 +150,15 @@ def _measure(candidates: Sequence[str], run: Callable[[str], StepProbe],
         return results[strategy]
 
     for strategy in candidates:
-        if seconds and min(seconds.values()) < skip_below:
+        if warm and min(min(t) for t in warm.values()) < skip_below:
             break
         first_seconds = timer(strategy, functools.partial(first, strategy))
-        seconds[strategy] = timer(strategy, functools.partial(run, strategy))
-        compile_seconds[strategy] = max(first_seconds - seconds[strategy], 0.0)
+        warm[strategy] = [timer(strategy, functools.partial(run, strategy))]
+        compile_seconds[strategy] = max(first_seconds - warm[strategy][0], 0.0)
+    for _ in range(repeats - 1 if len(warm) > 1 else 0):
+        for strategy, times in warm.items():
+            times.append(timer(strategy, functools.partial(run, strategy)))
+    seconds = {strategy: min(times) for strategy, times in warm.items()}
     best = min(seconds, key=seconds.__getitem__)
     return StrategyChoice(best, seconds, compile_seconds), results[best]
 
@@ -161,7 +172,7 @@ def _measured(options: _Options, args: tuple) -> StepProbe:
     if len(candidates) == 1:
         return _run(candidates[0], options, args)
     choice, result = _measure(candidates, lambda s: _run(s, options, args), _wall_seconds,
-                              _SKIP_BELOW_SECONDS)
+                              _SKIP_BELOW_SECONDS, _REPEATS)
     _CHOICES[key] = choice
     return result
 
@@ -173,12 +184,13 @@ def choose_strategy(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: 
                     floor_factor: float = DEFAULT_FLOOR_FACTOR, floor_eps: float | None = None,
                     mesh: Mesh | None = None,
                     timer: Callable[[str, Callable[[], Any]], float] | None = None,
-                    skip_below: float = _SKIP_BELOW_SECONDS) -> StrategyChoice:
+                    skip_below: float = _SKIP_BELOW_SECONDS, repeats: int = _REPEATS
+                    ) -> StrategyChoice:
     """Times :func:`step_probe` in each candidate layout and keeps the fastest for this shape.
 
-    For each candidate s in turn: t₁(s) = the first call (trace, compile and run), t₂(s) = a second
-    call (run only), until some t₂ < ``skip_below``; the choice is argmin_s t₂(s) over the timed
-    candidates, recorded for every later ``strategy="auto"`` call of the same compiled shape (the
+    For each candidate s in turn: t₁(s) = the first call (trace, compile and run), t₂(s) = the
+    fastest of ``repeats`` warm calls (run only; the second call, then round-robin), until some
+    t₂ < ``skip_below``; the choice is argmin_s t₂(s) over the timed candidates, recorded for every later ``strategy="auto"`` call of the same compiled shape (the
     key: module docstring). Measure on the arguments you will probe with: the winner depends on
     the model, the batch and the backend.
 
@@ -191,6 +203,7 @@ def choose_strategy(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: 
         took; default wall-clock time until the result is ready.
       skip_below: seconds; once a candidate's second call is faster, the rest are skipped (0:
         time every candidate).
+      repeats: warm calls timed per candidate (≥ 1; more rounds only when two or more are timed).
 
     Returns:
       :class:`StrategyChoice` ``(strategy, seconds, compile_seconds)``.
@@ -217,7 +230,7 @@ def choose_strategy(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: 
     if _is_traced(*args):
         raise ValueError("choose_strategy times compiled calls and needs concrete arrays.")
     choice, _ = _measure(candidates, lambda s: _run(s, options, args), timer or _wall_seconds,
-                         skip_below)
+                         skip_below, check_int("repeats", repeats))
     _CHOICES[_choice_key(options, args)] = choice
     return choice
 
