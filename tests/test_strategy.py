@@ -144,6 +144,34 @@ def test_a_fast_candidate_skips_the_rest(zoo):
     probes.clear_strategy_cache()
 
 
+def _compiling(seen: list, compile_seconds: float, warm: float):
+    """A timer under which every layout's first call takes ``compile_seconds`` + ``warm`` and
+    every later call ``warm`` seconds."""
+    def timer(strategy, run):
+        first = strategy not in seen
+        seen.append(strategy)
+        run()
+        return compile_seconds + warm if first else warm
+    return timer
+
+
+@pytest.mark.parametrize("warm, timed", [(0.1, ["host", "host"]),  # 3 s > 20 × 0.1 s: skip
+                                         (0.5, ["host", "host", "unroll", "unroll", "host",
+                                                "unroll"])])   # 3 s < 20 × 0.5 s: measure
+def test_a_compile_the_runs_cannot_repay_skips_the_rest(zoo, warm, timed):
+    """The next layout is compiled only when 20 warm calls of the first outlast its compile."""
+    loss_fn, params, batch = zoo["mlp"]
+    seen: list = []
+    choice = probes.choose_strategy(loss_fn, params, batch, STEPS, candidates=("host", "unroll"),
+                                    timer=_compiling(seen, 3.0, warm))
+    assert seen == timed and choice.compile_seconds["host"] == pytest.approx(3.0)
+    everything: list = []
+    probes.choose_strategy(loss_fn, params, batch, STEPS, candidates=("host", "unroll"),
+                           timer=_compiling(everything, 3.0, warm), payback_calls=None)
+    assert everything == ["host", "host", "unroll", "unroll", "host", "unroll"]
+    probes.clear_strategy_cache()
+
+
 def test_auto_measures_once_per_shape(zoo, monkeypatch):
     """The first "auto" call of a shape measures, later ones reuse the choice; a new K measures
     again, and so does any call after clear_strategy_cache. Results equal the chosen layout's."""

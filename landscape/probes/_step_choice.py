@@ -15,8 +15,12 @@ shape — the key is (``loss_fn``, backend, the pytree structure, shapes and dty
 once (compile + run) and once more (run), then once more each, round-robin (a burst of load on a
 shared machine should not decide alone); the one with the fastest warm call is kept and its first
 call's result returned, so the measurement costs each candidate's compile and three runs, once per
-shape. Once a candidate runs in under :data:`_SKIP_BELOW_SECONDS` (10 ms: a tiny model, where
-another layout could save milliseconds and its compile would cost seconds) the rest are skipped.
+shape. The rest are skipped once a candidate runs in under :data:`_SKIP_BELOW_SECONDS` (10 ms: a
+tiny model, where another layout could save milliseconds and its compile would cost seconds), or
+once its compile took longer than :data:`_PAYBACK_CALLS` (20) of its warm calls: another layout
+saves at most a whole warm call per call and compiles at least as long (the one-program layouts
+compile K + 1 gradients, the host loop one or two), so it could not repay its own compile within
+20 probes — a short run, a test, or a small model, where measuring would cost more than it saves.
 Candidates: ``("host", "unroll")`` on CPU, ``("vmap", "host")`` on GPU/TPU; with a
 ``chunk_size`` or a points ``mesh`` only the static rule (nothing to measure). Under a trace
 (inside your ``jax.jit``, :func:`landscape.probes.step_probe_fn`) nothing can be timed and
@@ -130,6 +134,11 @@ def _wall_seconds(strategy: str, run: Callable[[], Any]) -> float:
 _SKIP_BELOW_SECONDS = 0.01
 
 
+#: Calls: once a candidate's compile seconds exceed this many of its warm calls, the remaining
+#: candidates are skipped (another layout could not repay its compile within this many probes).
+_PAYBACK_CALLS = 20
+
+
 #: Warm calls timed per candidate (the minimum is kept): one more round, round-robin, halves the
 #: chance that a burst of load on a shared machine decides the choice.
 _REPEATS = 2
@@ -137,9 +146,10 @@ _REPEATS = 2
 
 def _measure(candidates: Sequence[str], run: Callable[[str], StepProbe],
              timer: Callable[[str, Callable[[], Any]], float], skip_below: float,
-             repeats: int) -> tuple[StrategyChoice, StepProbe]:
+             repeats: int, payback_calls: int | None = _PAYBACK_CALLS
+             ) -> tuple[StrategyChoice, StepProbe]:
     """Each candidate in turn called once (compile + run) and once more (run), until one runs in
-    under ``skip_below`` seconds; then ``repeats`` − 1 more warm rounds over the timed ones,
+    under ``skip_below`` seconds or compiled for longer than ``payback_calls`` warm calls; then ``repeats`` − 1 more warm rounds over the timed ones,
     round-robin. The choice (fastest warm call of each) and the winner's first result."""
     results: dict[str, StepProbe] = {}
     warm: dict[str, list[float]] = {}
@@ -149,8 +159,16 @@ def _measure(candidates: Sequence[str], run: Callable[[str], StepProbe],
         results[strategy] = run(strategy)
         return results[strategy]
 
+    def enough() -> bool:
+        if not warm:
+            return False
+        fastest = min(min(t) for t in warm.values())
+        unpaid = payback_calls is not None and any(
+            compile_seconds[s] > payback_calls * min(t) for s, t in warm.items())
+        return fastest < skip_below or unpaid
+
     for strategy in candidates:
-        if warm and min(min(t) for t in warm.values()) < skip_below:
+        if enough():
             break
         first_seconds = timer(strategy, functools.partial(first, strategy))
         warm[strategy] = [timer(strategy, functools.partial(run, strategy))]
@@ -184,8 +202,8 @@ def choose_strategy(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: 
                     floor_factor: float = DEFAULT_FLOOR_FACTOR, floor_eps: float | None = None,
                     mesh: Mesh | None = None,
                     timer: Callable[[str, Callable[[], Any]], float] | None = None,
-                    skip_below: float = _SKIP_BELOW_SECONDS, repeats: int = _REPEATS
-                    ) -> StrategyChoice:
+                    skip_below: float = _SKIP_BELOW_SECONDS, repeats: int = _REPEATS,
+                    payback_calls: int | None = _PAYBACK_CALLS) -> StrategyChoice:
     """Times :func:`step_probe` in each candidate layout and keeps the fastest for this shape.
 
     For each candidate s in turn: t₁(s) = the first call (trace, compile and run), t₂(s) = the
@@ -204,6 +222,9 @@ def choose_strategy(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: 
       skip_below: seconds; once a candidate's second call is faster, the rest are skipped (0:
         time every candidate).
       repeats: warm calls timed per candidate (≥ 1; more rounds only when two or more are timed).
+      payback_calls: once a timed candidate compiled for longer than this many of its warm calls,
+        the rest are skipped (they could not repay their compile in that many probes); None:
+        time every candidate.
 
     Returns:
       :class:`StrategyChoice` ``(strategy, seconds, compile_seconds)``.
@@ -230,7 +251,9 @@ def choose_strategy(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: 
     if _is_traced(*args):
         raise ValueError("choose_strategy times compiled calls and needs concrete arrays.")
     choice, _ = _measure(candidates, lambda s: _run(s, options, args), timer or _wall_seconds,
-                         skip_below, check_int("repeats", repeats))
+                         skip_below, check_int("repeats", repeats),
+                         None if payback_calls is None else check_int("payback_calls",
+                                                                      payback_calls))
     _CHOICES[_choice_key(options, args)] = choice
     return choice
 
