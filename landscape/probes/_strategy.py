@@ -90,7 +90,7 @@ def _static_point_strategy(chunk_size: int | None) -> str:
     CPU, the better of the two traceable layouts there (benchmarks/bench_architectures.py, ÷ a
     plain loop of the same gradients: unroll 0.76–0.86 on narrow VGG-11, VGG-5 and ResNet-20 in
     one run, 1.2–1.4 in others, 1.4–1.8 on the quick transformer; map 4–14 on those convnets,
-    1.0–1.3 on the transformer: the worse worst case by far)."""
+    1.0–1.3 on the transformer: its worst case is far worse)."""
     if chunk_size is not None or jax.default_backend() != "cpu":
         return "vmap"
     return "unroll"
