@@ -87,8 +87,10 @@ def _resolve_point_strategy(strategy: str, chunk_size: int | None) -> str:
 def _static_point_strategy(chunk_size: int | None) -> str:
     """``"auto"`` without measuring (under ``jax.jit``): ``"vmap"`` on GPU/TPU or whenever a chunk
     size is given (it asks for bounded memory, which only the mapped layouts give), ``"unroll"`` on
-    CPU (measured, benchmarks/bench_architectures.py: unroll 0.8–1.4 × a plain loop of the same
-    gradients, map 0.96 on a small transformer but ~10× on convnets)."""
+    CPU, the better of the two traceable layouts there (benchmarks/bench_architectures.py, ÷ a
+    plain loop of the same gradients: unroll 0.76–0.86 on narrow VGG-11, VGG-5 and ResNet-20 in
+    one run, 1.2–1.4 in others, 1.4–1.8 on the quick transformer; map 4–14 on those convnets,
+    1.0–1.3 on the transformer: its worst case is far worse)."""
     if chunk_size is not None or jax.default_backend() != "cpu":
         return "vmap"
     return "unroll"
