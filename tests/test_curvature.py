@@ -27,6 +27,7 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 from tolerance import assert_close
+from zoo import cnn_loss
 
 from landscape import parallel, probes
 from landscape.probes import _density, _gradient_curvature, _lanczos, _operators, _trace
@@ -123,14 +124,6 @@ def mlp_loss(params, batch):
 
 
 MLP_GN = probes.GaussNewton(mlp_logits, cross_entropy)
-
-
-def cnn_loss(params, batch):
-    x = jax.lax.conv_general_dilated(batch["x"], params["conv"]["kernel"], (2, 2), "VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    x = jnp.tanh(x + params["conv"]["bias"][None, None, None, :])
-    logits = x.reshape(x.shape[0], -1) @ params["head"]["kernel"] + params["head"]["bias"][None, :]
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
 
 
 def _cnn_init(seed=0):

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 from tolerance import assert_close
+from zoo import cnn_loss
 
 from landscape import probes
 from landscape.engine import StepProbeHook, attach
@@ -26,14 +27,6 @@ STEPS = np.array([0.4, -0.1, 0.0, 1.5])  # unsorted, one negative, one zero
 def mlp_loss(params, batch):
     h = jnp.tanh(batch["x"] @ params["l1"]["w"] + params["l1"]["b"][None, :])
     logits = h @ params["l2"]["w"] + params["l2"]["b"][None, :]
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
-
-
-def cnn_loss(params, batch):
-    x = jax.lax.conv_general_dilated(batch["x"], params["conv"]["kernel"], (2, 2), "VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    x = jnp.tanh(x + params["conv"]["bias"][None, None, None, :])
-    logits = x.reshape(x.shape[0], -1) @ params["head"]["kernel"] + params["head"]["bias"][None, :]
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
 
 
