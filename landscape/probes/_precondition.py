@@ -57,7 +57,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from optax._src.transform import ScaleByRmsWithCountState  # not re-exported by optax 0.2.8
 
 from landscape.probes._checks import _is_traced
 from landscape.probes._types import PyTree
@@ -66,10 +65,17 @@ __all__ = ["PRECONDITIONER_KINDS", "adam_preconditioner"]
 
 #: Accepted values of :func:`adam_preconditioner`'s ``kind``.
 PRECONDITIONER_KINDS = ("adam", "rmsprop")
-_STATES = {
-    "adam": (optax.ScaleByAdamState,),
-    "rmsprop": (optax.ScaleByRmsState, ScaleByRmsWithCountState),
-}
+
+
+def _state_types(kind: str) -> tuple[type, ...]:
+    """The optax state types of ``kind``. optax does not export the state of
+    ``scale_by_rms(bias_correction=True)`` (``ScaleByRmsWithCountState``): its type is read off a
+    state built through the public API, on first use (not at import, which would start JAX's
+    backend before a user can configure it)."""
+    if kind == "adam":
+        return (optax.ScaleByAdamState,)
+    with_count = type(optax.scale_by_rms(bias_correction=True).init(jnp.zeros(())))
+    return (optax.ScaleByRmsState, with_count)
 _INJECT_STATES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
 _SUPPORTED = ("optax.ScaleByAdamState (kind='adam': adam, adamw, nadam, nadamw, scale_by_adam), "
               "optax.ScaleByRmsState / ScaleByRmsWithCountState (kind='rmsprop': rmsprop, "
@@ -106,7 +112,7 @@ def _the_state(opt_state: PyTree, kind: str, b1: float | None):
     """``(state, hyperparams)``: the one state of ``kind`` in ``opt_state`` (else a ValueError)."""
     if kind not in PRECONDITIONER_KINDS:
         raise ValueError(f"kind must be one of {PRECONDITIONER_KINDS}; got {kind!r}.")
-    found = list(_find_states(opt_state, _STATES[kind]))
+    found = list(_find_states(opt_state, _state_types(kind)))
     if not found:
         raise ValueError(f"no {kind} state in opt_state ({type(opt_state).__name__}); supported: "
                          f"{_SUPPORTED}.")
