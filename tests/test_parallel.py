@@ -36,7 +36,9 @@ F64 = 1e-9
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("XLA_FLAGS", None)
+    # the suite's flags (conftest.py) without any device count: each child sets its own
+    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
+                                if "xla_force_host_platform_device_count" not in f)
     env.setdefault("JAX_PLATFORMS", "cpu")
     return env
 
