@@ -64,6 +64,16 @@ def _float_list(text: str) -> list[float]:
 
 
 _positive_int = _number_type(int, minimum=1, what="a positive integer")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 2,4,8, got {text!r}")
+    return values
 _nonnegative_int = _number_type(int, minimum=0, what="an integer >= 0")
 _positive_float = _number_type(float, minimum=0.0, strict=True, what="a positive finite number")
 
@@ -151,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--seeds", type=_positive_int,
                      help="fig4, transformer-norms: train each model for N matched seeds; the "
                           "summary gives each comparison with a 95 %% interval over seeds")
+    rep.add_argument("--depths", type=_int_list,
+                     help="skip: the ResNet depths 6n+2 (default 8,14); transformer-norms: the "
+                          "depths of the Xiong et al. measurement at initialisation (default "
+                          "2,4,8,16)")
+    rep.add_argument("--norms", help="transformer-norms: the normalizations of the training grid, "
+                                     "each Pre-LN and Post-LN (default layer,rms,dyt,none)")
     _add_training_flags(rep, default_out=None)
 
     cmp_ = sub.add_parser("compare", help="compare normalization schemes with matched seeds")
@@ -232,6 +248,17 @@ def _run(args: argparse.Namespace) -> int:
                 if args.figure != "fig4":
                     raise UsageError("--curvature applies to fig4")
                 extra["curvature"] = True
+            if args.norms is not None:
+                if args.figure != "transformer-norms":
+                    raise UsageError("--norms applies to transformer-norms (and to compare)")
+                extra["norms"] = [n.strip() for n in args.norms.split(",") if n.strip()]
+            if args.depths is not None:
+                if args.figure == "skip":
+                    extra["depths"] = args.depths
+                elif args.figure == "transformer-norms":
+                    extra["xiong"] = {"depths": args.depths}
+                else:
+                    raise UsageError("--depths applies to skip and transformer-norms")
             experiment = reproduce.EXPERIMENTS[args.figure](args.preset, **extra, **_overrides(args))
             out = Path(args.out or f"runs/{args.figure}")
         else:

@@ -46,6 +46,11 @@ def _error(capsys, argv):
     (["reproduce"], "required"),
     ([], "required"),
     (["reproduce", "fig4", "--bogus"], "unrecognized arguments: --bogus"),
+    (["reproduce", "fig4", "--norms", "layer"], "--norms applies to transformer-norms"),
+    (["reproduce", "fig1", "--depths", "8"], "--depths applies to skip and transformer-norms"),
+    (["reproduce", "skip", "--depths", "8,x"], "expected positive integers like 2,4,8"),
+    (["reproduce", "transformer-norms", "--depths", "0,2"], "expected positive integers"),
+    (["reproduce", "transformer-norms", "--norms", "batch"], "norms: batch"),
 ])
 def test_bad_flags(capsys, argv, needle):
     assert needle in _error(capsys, argv)

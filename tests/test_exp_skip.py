@@ -11,7 +11,6 @@ from landscape import bridge, probes
 from landscape.config import ConfigError
 from landscape.engine import build_config_model
 from landscape.experiments.skip import convexity_map, skip_experiment
-from landscape.reproduce import run_experiment
 
 TINY = dict(dataset="synthetic", width=0.125, steps=2, batch_size=16, checkpoint_every=2,
             probe_every=1, num_step_sizes=2, eval_every=2)
@@ -67,23 +66,3 @@ def test_options_that_do_not_apply_are_refused():
     with pytest.raises(ConfigError, match="resnetN"):
         skip_experiment(model="vgg5")
     assert list(skip_experiment(model="resnet14", **TINY).runs) == ["resnet14", "resnet14-noshort"]
-
-
-@pytest.mark.slow
-def test_skip_runs_and_measures_every_model(tmp_path):
-    exp = skip_experiment(depths=(8,), grid=3, convexity_grid=2, lanczos_iters=3, **TINY)
-    summary = run_experiment(exp, tmp_path, progress=False)
-    models = summary["models"]
-    assert set(models) == {"resnet8", "resnet8-noshort"}
-    for label, m in models.items():
-        c = np.load(tmp_path / "surfaces" / f"{label}_convexity.npz")
-        assert c["ratio"].shape == (2, 2)
-        assert np.all(np.isfinite(c["ratio"])) and np.all(c["ratio"] >= 0)  # |λ_min/λ_max| ∈ [0, ∞)
-        np.testing.assert_allclose(c["ratio"], np.abs(c["lambda_min"] / c["lambda_max"]))
-        assert np.all(c["lambda_min"] <= c["lambda_max"])
-        assert len(m["lambda_max"]) == len(m["steps"]) == 2 and np.all(np.isfinite(m["lambda_max"]))
-        assert m["shortcut"] == (label == "resnet8") and m["depth"] == 8
-        assert np.isfinite(m["ring_increase_0.5"]) and m["surface_min"] <= m["loss_at_centre"]
-    assert "ResNet-8" in summary["comparison"]
-    for name in ("skip.png", "skip_fig4.png", "skip_table.md", "surfaces/resnet8_random2d.npz"):
-        assert (tmp_path / name).exists()

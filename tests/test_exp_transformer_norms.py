@@ -12,7 +12,6 @@ from landscape.config import ConfigError
 from landscape.data import load_text
 from landscape.experiments.transformer_norms import (last_ffn_gradient_norms, smoothness_pairs,
                                                      transformer_norms_experiment, xiong_slopes)
-from landscape.reproduce import run_experiment
 
 XIONG_TINY = dict(depths=(2, 8), seeds=2, batches=1, batch_size=8, d_model=32, heads=2)
 #: The end-to-end run's (a): both initialisations of the presets.
@@ -65,24 +64,14 @@ def test_options_that_do_not_apply_are_refused():
     assert exp.runs["post-layer/warmup/seed0"].warmup_steps > 0
 
 
-@pytest.mark.slow
-def test_transformer_norms_end_to_end_tiny(tmp_path):
-    exp = transformer_norms_experiment(
-        configs=[("pre", "layer", True), ("post", "layer", True)], seeds=2, steps=2,
-        probe_every=1, num_step_sizes=2, batch_size=4, eval_every=2, checkpoint_every=2,
-        model_options={"layers": 1, "d_model": 16, "heads": 2}, xiong=XIONG_RUN)
-    summary = run_experiment(exp, tmp_path, progress=False)
-    assert set(summary["table"]) == {"pre-layer/warmup", "post-layer/warmup"}
-    assert all("median_lambda_max" in row for row in summary["table"].values())
-    (row,) = summary["smoothness"]
-    assert (row["a"], row["b"]) == ("pre-layer/warmup", "post-layer/warmup")
-    assert row["effective_beta"]["n"] == 2 and np.isfinite(row["effective_beta"]["mean"])
-    for m in summary["models"].values():
-        assert len(m["lambda_max"]) == 2 and np.all(np.isfinite(m["lambda_max"]))
-    c = summary["comparison"]
-    assert c["xiong_slope_pre_ln_xavier"] < c["xiong_slope_post_ln_xavier"]
-    assert set(summary["xiong"]) == {"xavier", "gpt2"}
-    for name in ("xiong.png", "compare_lambda_max.png", "compare_table.md",
-                 "transformer_norms.md"):
-        assert (tmp_path / name).exists()
-    assert "λ_max" in (tmp_path / "compare_table.md").read_text()
+def test_norms_keep_the_presets_configurations_of_those_norms():
+    """``--norms layer``: Pre-LN and Post-LN with warm-up, and Post-LN without it."""
+    exp = transformer_norms_experiment(norms=["layer"])
+    assert list(exp.runs) == ["pre-layer/warmup/seed0", "post-layer/warmup/seed0",
+                              "post-layer/no-warmup/seed0"]
+    assert exp.options["configs"] == [["pre", "layer", True], ["post", "layer", True],
+                                      ["post", "layer", False]]
+    with pytest.raises(ConfigError, match="norms: batch"):
+        transformer_norms_experiment(norms=["batch"])
+    with pytest.raises(ConfigError, match="not both"):
+        transformer_norms_experiment(norms=["layer"], configs=[("pre", "layer", True)])

@@ -19,8 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from images import is_blank
 from landscape.cli import _print_summary
 from landscape.experiments import EXPERIMENTS
 
@@ -70,7 +72,9 @@ TINY_FLAGS: dict[str, list[str]] = {
     COMPARE: [*TINY, "--seeds", "1", "--model", "mlp"],  # all nine norms, one seed each
     PAPER: [*TINY, "--model", "vgg5"],  # synthetic data: --data-dir and --download go unused
     "landscape reproduce skip": [*TINY, "--model", "resnet8"],  # one depth: resnet8 ± shortcuts
-    "landscape reproduce transformer-norms": TRANSFORMER_TINY,
+    # the layer norm only (pre, post, post without warm-up) and Xiong at depths 1 and 2
+    "landscape reproduce transformer-norms": [*TRANSFORMER_TINY, "--norms", "layer",
+                                              "--depths", "1,2"],
     "landscape compare --model resnet20 --no-shortcut --norms batch,none,layer --seeds 2":
         [*TINY, "--model", "resnet8", "--seeds", "1"],
     "landscape compare --model transformer --dataset text --norm-position post --norms "
@@ -241,22 +245,115 @@ def check_training_command(command: str, out: Path, proc: subprocess.CompletedPr
 
 
 class _Command:
-    """One README training command, run tiny as a process. One class per command: the suite's
-    ``--dist loadscope`` hands each class to the next free worker, so the commands spread over
-    both workers instead of queueing on one (the rest of the suite has no classes: a file each)."""
+    """One README training command, run tiny as a process once per class (``run``). One class per
+    command: the suite's ``--dist loadscope`` hands each class to the next free worker, so the
+    commands spread over both workers instead of queueing on one (the rest of the suite has no
+    classes: a file each). A command's class may add checks of its output folder: the
+    end-to-end check of an experiment is its README command, not a second in-process run."""
 
     command: str
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def run(cls, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+        return _train(cls.command, tmp_path_factory.mktemp("readme") / "cmd")
+
     @pytest.mark.slow
-    def test_runs_tiny(self, tmp_path):
-        check_training_command(self.command, *_train(self.command, tmp_path))
+    def test_runs_tiny(self, run):
+        check_training_command(self.command, *run)
+
+
+class TestReproduceSkip(_Command):
+    """``landscape reproduce skip`` on resnet8 ± shortcuts: every model measured."""
+
+    command = "landscape reproduce skip"
+
+    @pytest.mark.slow
+    def test_measures_every_model(self, run):
+        from landscape.experiments.skip import SKIP_PRESETS
+
+        out, _ = run
+        summary = json.loads((out / "summary.json").read_text())
+        models, n = summary["models"], SKIP_PRESETS["quick"]["convexity_grid"]
+        assert set(models) == {"resnet8", "resnet8-noshort"}
+        for label, m in models.items():
+            c = np.load(out / "surfaces" / f"{label}_convexity.npz")
+            assert c["ratio"].shape == (n, n)
+            assert np.all(np.isfinite(c["ratio"])) and np.all(c["ratio"] >= 0)  # |λ_min/λ_max|
+            np.testing.assert_allclose(c["ratio"], np.abs(c["lambda_min"] / c["lambda_max"]))
+            assert np.all(c["lambda_min"] <= c["lambda_max"])
+            assert len(m["lambda_max"]) == len(m["steps"]) == 2
+            assert np.all(np.isfinite(m["lambda_max"]))
+            assert m["shortcut"] == (label == "resnet8") and m["depth"] == 8
+            assert np.isfinite(m["ring_increase_0.5"]) and m["surface_min"] <= m["loss_at_centre"]
+        assert "ResNet-8" in summary["comparison"]
+        for name in ("skip.png", "skip_fig4.png", "skip_table.md",
+                     "surfaces/resnet8_random2d.npz"):
+            assert (out / name).exists()
+        assert not is_blank(out / "skip.png")
+
+
+class TestReproduceTransformerNorms(_Command):
+    """``landscape reproduce transformer-norms --norms layer --depths 1,2``: the (b) grid of the
+    layer norm, its pairs, λ_max at every probe, and Xiong's slopes."""
+
+    command = "landscape reproduce transformer-norms"
+
+    @pytest.mark.slow
+    def test_grid_pairs_and_xiong(self, run):
+        out, _ = run
+        summary = json.loads((out / "summary.json").read_text())
+        assert set(summary["table"]) == {"pre-layer/warmup", "post-layer/warmup",
+                                         "post-layer/no-warmup"}
+        assert all("median_lambda_max" in row for row in summary["table"].values())
+        pairs = {(row["a"], row["b"]): row for row in summary["smoothness"]}
+        assert set(pairs) == {("pre-layer/warmup", "post-layer/warmup"),
+                              ("post-layer/warmup", "post-layer/no-warmup")}
+        for row in pairs.values():
+            assert row["effective_beta"]["n"] == 1 and np.isfinite(row["effective_beta"]["mean"])
+        for m in summary["models"].values():
+            assert len(m["lambda_max"]) == 2 and np.all(np.isfinite(m["lambda_max"]))
+        c = summary["comparison"]
+        assert c["xiong_slope_pre_ln_xavier"] < c["xiong_slope_post_ln_xavier"]
+        assert set(summary["xiong"]) == {"xavier", "gpt2"}
+        assert summary["options"]["xiong"]["depths"] == [1, 2]
+        for name in ("xiong.png", "compare_lambda_max.png", "compare_table.md",
+                     "transformer_norms.md"):
+            assert (out / name).exists()
+        assert "λ_max" in (out / "compare_table.md").read_text()
+
+
+class TestReproduceBlockwise(_Command):
+    """``landscape reproduce blockwise``: both networks' blocks, spectra and distances."""
+
+    command = "landscape reproduce blockwise"
+
+    @pytest.mark.slow
+    def test_blocks_spectra_and_figure(self, run):
+        from landscape.experiments.blockwise import BLOCKWISE_PRESETS
+
+        out, _ = run
+        written = json.loads((out / "summary.json").read_text())
+        top_k = BLOCKWISE_PRESETS["quick"]["top_k"]
+        for name, blocks in (("transformer", ["embedding", "layer0/qk", "layer0/vo",
+                                              "layer0/mlp", "layer0/norm", "final_norm"]),
+                             ("cnn", ["layer0", "layer1", "layer2", "layer3", "head"])):
+            entry = written["models"][name]
+            assert entry["blocks"] == blocks
+            assert len(entry["parameter_counts"]) == len(blocks) and entry["num_parameters"] > 0
+            assert np.asarray(entry["top_eigenvalues"]).shape == (len(blocks), top_k)
+            assert np.asarray(entry["js_distances"]).shape == (len(blocks), len(blocks))
+            assert math.isfinite(entry["heterogeneity"])
+            assert math.isfinite(written["comparison"][f"heterogeneity_{name}"])
+        assert not is_blank(out / "blockwise.png")
 
 
 class TestReproduceFig4:
     """``landscape reproduce fig4``, then plot, report and analyze on its folder."""
 
     @pytest.fixture(scope="class")
-    def fig4_run(self, tmp_path_factory):
+    @classmethod
+    def fig4_run(cls, tmp_path_factory):
         return _train(FIG4, tmp_path_factory.mktemp("readme") / "fig4")
 
     @pytest.mark.slow
@@ -282,7 +379,11 @@ class TestReproduceFig4:
                                 l) for l in lines), lines
 
 
+_WRITTEN = {cls.command for cls in list(globals().values())
+            if isinstance(cls, type) and issubclass(cls, _Command) and cls is not _Command}
 for _command in TRAINING:
-    if _command != FIG4:  # fig4's run is shared with plot/report/analyze: TestReproduceFig4
+    # fig4's run is shared with plot/report/analyze (TestReproduceFig4); classes written out
+    # above add checks of their own
+    if _command != FIG4 and _command not in _WRITTEN:
         _name = "Test" + "".join(w.capitalize() for w in re.findall(r"[a-z0-9]+", _command)[1:])
         globals()[_name] = type(_name, (_Command,), {"command": _command})

@@ -318,9 +318,18 @@ def _comparison(xiong: Mapping[str, Mapping[str, Mapping[str, Any]]],
 
 
 def _configs(preset: Mapping[str, Any], configs: Sequence[Sequence[Any]] | None,
-             overrides: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
+             norms: Sequence[str] | None, overrides: Mapping[str, Any]
+             ) -> list[tuple[str, str, bool]]:
+    if configs is not None and norms is not None:
+        raise ConfigError("give configs or norms, not both")
     chosen = [(str(p), str(n), bool(w)) for p, n, w in (preset["configs"] if configs is None
                                                         else configs)]
+    if norms is not None:
+        unknown = sorted(set(norms) - set(TRANSFORMER_COMPARE_NORMS))
+        if unknown or not norms:
+            raise ConfigError(f"norms: {', '.join(unknown) or 'none given'}; expected some of "
+                              f"{','.join(TRANSFORMER_COMPARE_NORMS)}")
+        chosen = [c for c in chosen if c[1] in set(norms)]
     options = overrides.get("model_options") or {}
     if "norm_position" in options:
         raise ConfigError("reproduce transformer-norms trains Pre-LN and Post-LN itself; "
@@ -337,6 +346,7 @@ def _configs(preset: Mapping[str, Any], configs: Sequence[Sequence[Any]] | None,
 
 def transformer_norms_experiment(preset: str = "quick", *, seeds: int | None = None,
                                  configs: Sequence[Sequence[Any]] | None = None,
+                                 norms: Sequence[str] | None = None,
                                  xiong: Mapping[str, Any] | None = None,
                                  **overrides: Any) -> Experiment:
     """Xiong et al. (2020) at initialisation and the (b) training grid (see the module).
@@ -345,6 +355,8 @@ def transformer_norms_experiment(preset: str = "quick", *, seeds: int | None = N
         preset: ``"quick"`` or ``"paper"`` (:data:`TRANSFORMER_NORMS_PRESETS`).
         seeds: matched seeds per configuration (base seed, base seed + 1, …).
         configs: (position, norm, warm-up) triples to train (default: the preset's).
+        norms: keep only the preset's configurations of these normalizations (the CLI's
+            ``--norms``; not with ``configs``).
         xiong: overrides of the preset's (a) settings (``depths``, ``seeds``, ``batches``,
             ``d_model``, ``heads``, ``batch_size``).
         **overrides: :class:`~landscape.config.TrainConfig` fields (``model_options`` replace
@@ -358,7 +370,7 @@ def transformer_norms_experiment(preset: str = "quick", *, seeds: int | None = N
         raise ConfigError(f"preset={preset!r} is not accepted; expected one of "
                           f"{', '.join(TRANSFORMER_NORMS_PRESETS)}")
     p, overrides = TRANSFORMER_NORMS_PRESETS[preset], clean_options(overrides)
-    chosen = _configs(p, configs, overrides)
+    chosen = _configs(p, configs, norms, overrides)
     seeds = int(p["seeds"] if seeds is None else seeds)
     if seeds < 1:
         raise ConfigError(f"seeds={seeds} must be >= 1")
