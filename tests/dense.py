@@ -28,5 +28,6 @@ def dense_at_init(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray,
         loss_fn, params, batch = run_problem(cfg)
         flat, unravel = ravel_pytree(params)
         f = lambda v: loss_fn(unravel(v), batch)  # noqa: E731
-        return (np.asarray(flat), np.asarray(jax.hessian(f)(flat)), np.asarray(jax.grad(f)(flat)),
+        return (np.asarray(flat), np.asarray(jax.jit(jax.hessian(f))(flat)),
+                np.asarray(jax.jit(jax.grad(f))(flat)),
                 len(batch["y"]))

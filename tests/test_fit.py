@@ -99,7 +99,7 @@ def test_fused_probe_equals_step_probe_on_the_same_theta_and_batch(problem, fitt
         assert_close(rec["loss"], ref.loss, rtol=1e-9, name="loss")
         assert_close(rec["grad_change"], ref.grad_change, rtol=1e-9, name="grad_change")
         assert_close(rec["effective_beta"], ref.effective_beta, rtol=1e-9, name="beta")
-    dense = jax.hessian(pure_loss)(*thetas[3])
+    dense = jax.jit(jax.hessian(pure_loss))(*thetas[3])
     flat = np.block([[np.asarray(dense[a][b]).reshape(np.size(thetas[3][0][a]), -1)
                       for b in ("w1", "w2")] for a in ("w1", "w2")])
     assert_close(run["curvature"][1]["lambda_max"], np.linalg.eigvalsh(flat)[-1], rtol=1e-6,
