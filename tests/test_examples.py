@@ -1,17 +1,28 @@
 """examples/custom_model.py runs: the bridge works for a plain NNX model with nnx.BatchNorm."""
 
 import runpy
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from pathlib import Path
+
+from children import optimised_env
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+def _python(script: Path, cwd: Path) -> str:
+    """``python SCRIPT`` as a user runs it (a process of its own, optimised code); its stdout."""
+    proc = subprocess.run([sys.executable, str(script)], cwd=cwd, env=optimised_env(),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
 @pytest.mark.slow
-def test_custom_model_example(capsys):
-    runpy.run_path(str(EXAMPLES / "custom_model.py"), run_name="__main__")
-    out = capsys.readouterr().out
+def test_custom_model_example(tmp_path):
+    out = _python(EXAMPLES / "custom_model.py", tmp_path)
     assert "batch_stats" in out and "running_average" in out
     assert "running statistics unchanged by probing: True" in out
 
@@ -50,11 +61,9 @@ def test_plain_jax_example(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_attach_probes_example(capsys, monkeypatch, tmp_path):
+def test_attach_probes_example(tmp_path):
     """The own-loop form: hooks.step in a hand-written NNX loop, the Figure-4 figure drawn."""
-    monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(EXAMPLES / "attach_probes.py"), run_name="__main__")
-    out = capsys.readouterr().out
+    out = _python(EXAMPLES / "attach_probes.py", tmp_path)
     assert out.count("effective beta") == 12 and (tmp_path / "runs/attach/fig4.png").exists()
 
 

@@ -24,8 +24,9 @@ Figure-4 panels with λ_max for every model), ``skip_table.md``, ``surfaces/*.np
 surface and convexity numbers; ``comparison``, a text written from them; ``table``).
 
 Quick preset: resnet8 and resnet14 (1 and 2 blocks per stage) at width 0.25 (4/8/16 channels) on
-MNIST-5k, SGD with momentum 0.9, lr 0.05, weight decay 5e-4, batch 32, 100 steps, probes (``map``:
-one gradient compiled, not K + 2) and λ_max (8 Lanczos steps) every 25; 9×9 slices on [−1, 1]²,
+MNIST-5k, SGD with momentum 0.9, lr 0.05, weight decay 5e-4, batch 32, 100 steps, probes (``host``:
+a loop of one compiled gradient, not K + 2 in one program; on ResNet-20 w0.25 a ``lax.map`` of the
+points ran 18.6 s a probe against 5.0 s for the loop, benchmarks/bench_architectures.py) and λ_max (8 Lanczos steps) every 25; 9×9 slices on [−1, 1]²,
 5×5 convexity maps with 8 Lanczos steps on 16 examples. Li et al.: CIFAR-10, ResNet-20/56/110 at full width, 300 epochs, 51×51 grids — the
 "paper" preset (resnet20/56/110, He et al.'s 64 000 steps with lr ÷ 10 at 50 % and 75 %), hours
 to days on a CPU.
@@ -53,7 +54,7 @@ __all__ = ["SKIP_PRESETS", "convexity_map", "skip_experiment", "skip_finalize", 
 SKIP_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"config": dict(width=0.25, optimizer="momentum", lr=0.05, momentum=0.9,
                              weight_decay=5e-4, batch_size=32, steps=100, probe_every=25,
-                             num_step_sizes=4, probe_strategy="map", eval_every=100,
+                             num_step_sizes=4, probe_strategy="host", eval_every=100,
                              checkpoint_every=100),
               "depths": (8, 14), "grid": 9, "convexity_grid": 5, "lanczos_iters": 8,
               "convexity_examples": 16, "curvature_iters": 8},
