@@ -18,6 +18,7 @@ XIONG_TINY = dict(depths=(2, 8), seeds=2, batches=1, batch_size=8, d_model=32, h
 XIONG_RUN = {**XIONG_TINY, "inits": ("xavier", "gpt2")}
 
 
+@pytest.mark.slow  # eager 8-layer gradients; the fast tier keeps the slope fit on exact norms
 def test_pre_ln_last_layer_gradient_falls_with_depth_and_post_ln_does_not(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("the quick brown fox jumps over the lazy dog. " * 30, encoding="utf-8")

@@ -58,7 +58,7 @@ def _equal(a: probes.StepProbe, b: probes.StepProbe, rtol: float = 1e-12) -> Non
             assert_close(x[~np.isnan(x)], y[~np.isnan(y)], rtol, name=name)
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("name", ["mlp", pytest.param("cnn", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("custom, fused, floor", [(False, False, 10.0), (True, True, 10.0),
                                                   (False, True, 0.0)],
                          ids=["plain", "custom-d fused", "fused no-floor"])

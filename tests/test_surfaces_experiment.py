@@ -49,6 +49,7 @@ def test_surfaces_experiment_tiny(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["experiment"] == "surfaces"
 
 
+@pytest.mark.slow  # an end-to-end run of the command (two VGG models)
 def test_one_checkpoint_draws_what_it_can_and_says_why(tmp_path, capsys, monkeypatch):
     """The trajectory θ₀ → θ_final alone has no PCA plane: one warning line, the other panels and
     files, exit status 0 (it used to be a traceback)."""
