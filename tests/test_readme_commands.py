@@ -263,6 +263,12 @@ class _Command:
         check_training_command(self.command, *run)
 
 
+def _summary(run: tuple[Path, subprocess.CompletedProcess]) -> tuple[Path, dict]:
+    """A finished command's output folder and its ``summary.json``."""
+    out, _ = run
+    return out, json.loads((out / "summary.json").read_text())
+
+
 class TestReproduceSkip(_Command):
     """``landscape reproduce skip`` on resnet8 ± shortcuts: every model measured."""
 
@@ -272,8 +278,7 @@ class TestReproduceSkip(_Command):
     def test_measures_every_model(self, run):
         from landscape.experiments.skip import SKIP_PRESETS
 
-        out, _ = run
-        summary = json.loads((out / "summary.json").read_text())
+        out, summary = _summary(run)
         models, n = summary["models"], SKIP_PRESETS["quick"]["convexity_grid"]
         assert set(models) == {"resnet8", "resnet8-noshort"}
         for label, m in models.items():
@@ -301,8 +306,7 @@ class TestReproduceTransformerNorms(_Command):
 
     @pytest.mark.slow
     def test_grid_pairs_and_xiong(self, run):
-        out, _ = run
-        summary = json.loads((out / "summary.json").read_text())
+        out, summary = _summary(run)
         assert set(summary["table"]) == {"pre-layer/warmup", "post-layer/warmup",
                                          "post-layer/no-warmup"}
         assert all("median_lambda_max" in row for row in summary["table"].values())
@@ -332,8 +336,7 @@ class TestReproduceBlockwise(_Command):
     def test_blocks_spectra_and_figure(self, run):
         from landscape.experiments.blockwise import BLOCKWISE_PRESETS
 
-        out, _ = run
-        written = json.loads((out / "summary.json").read_text())
+        out, written = _summary(run)
         top_k = BLOCKWISE_PRESETS["quick"]["top_k"]
         for name, blocks in (("transformer", ["embedding", "layer0/qk", "layer0/vo",
                                               "layer0/mlp", "layer0/norm", "final_norm"]),
