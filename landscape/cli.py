@@ -53,27 +53,24 @@ def _model_name(text: str) -> str:
         f"package.module:function, got {text!r}")
 
 
-def _float_list(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or not all(v > 0 and v != float("inf") for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive numbers like 0.05,0.1,0.2, got {text!r}")
-    return values
+def _list_type(kind: type, valid, example: str):
+    """A comma-separated list of ``kind`` values, each passing ``valid`` (an argparse type)."""
+    def parse(text: str) -> list:
+        try:
+            values = [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            values = []
+        if not values or not all(valid(v) for v in values):
+            raise argparse.ArgumentTypeError(f"expected {example}, got {text!r}")
+        return values
+
+    return parse
 
 
+_float_list = _list_type(float, lambda v: 0 < v < float("inf"),
+                         "positive numbers like 0.05,0.1,0.2")
+_int_list = _list_type(int, lambda v: v >= 1, "positive integers like 2,4,8")
 _positive_int = _number_type(int, minimum=1, what="a positive integer")
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers like 2,4,8, got {text!r}")
-    return values
 _nonnegative_int = _number_type(int, minimum=0, what="an integer >= 0")
 _positive_float = _number_type(float, minimum=0.0, strict=True, what="a positive finite number")
 
@@ -233,38 +230,47 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _names(text: str | None) -> list[str] | None:
+    """``"a, b,"`` → ``["a", "b"]`` (None stays None: the experiment's default)."""
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _figure_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of ``reproduce NAME`` that only some experiments take, each refused elsewhere
+    (one line, exit 2)."""
+    extra: dict[str, Any] = {}
+    if args.seeds is not None:
+        if args.figure not in ("fig4", "transformer-norms"):
+            raise UsageError("--seeds applies to fig4 and transformer-norms (and to compare)")
+        extra["seeds"] = args.seeds
+    if args.curvature:
+        if args.figure != "fig4":
+            raise UsageError("--curvature applies to fig4")
+        extra["curvature"] = True
+    if args.norms is not None:
+        if args.figure != "transformer-norms":
+            raise UsageError("--norms applies to transformer-norms (and to compare)")
+        extra["norms"] = _names(args.norms)
+    if args.depths is not None:
+        if args.figure == "skip":
+            extra["depths"] = args.depths
+        elif args.figure == "transformer-norms":
+            extra["xiong"] = {"depths": args.depths}
+        else:
+            raise UsageError("--depths applies to skip and transformer-norms")
+    return extra
+
+
 def _run(args: argparse.Namespace) -> int:
     from landscape import reproduce
 
     if args.command in ("reproduce", "compare"):
         if args.command == "reproduce":
-            extra = {}
-            if args.seeds is not None:
-                if args.figure not in ("fig4", "transformer-norms"):
-                    raise UsageError("--seeds applies to fig4 and transformer-norms (and to "
-                                     "compare)")
-                extra["seeds"] = args.seeds
-            if args.curvature:
-                if args.figure != "fig4":
-                    raise UsageError("--curvature applies to fig4")
-                extra["curvature"] = True
-            if args.norms is not None:
-                if args.figure != "transformer-norms":
-                    raise UsageError("--norms applies to transformer-norms (and to compare)")
-                extra["norms"] = [n.strip() for n in args.norms.split(",") if n.strip()]
-            if args.depths is not None:
-                if args.figure == "skip":
-                    extra["depths"] = args.depths
-                elif args.figure == "transformer-norms":
-                    extra["xiong"] = {"depths": args.depths}
-                else:
-                    raise UsageError("--depths applies to skip and transformer-norms")
-            experiment = reproduce.EXPERIMENTS[args.figure](args.preset, **extra, **_overrides(args))
+            experiment = reproduce.EXPERIMENTS[args.figure](args.preset, **_figure_options(args),
+                                                            **_overrides(args))
             out = Path(args.out or f"runs/{args.figure}")
         else:
-            norms = (None if args.norms is None
-                     else [n.strip() for n in args.norms.split(",") if n.strip()])
-            experiment = reproduce.EXPERIMENTS["compare"](args.preset, norms=norms,
+            experiment = reproduce.EXPERIMENTS["compare"](args.preset, norms=_names(args.norms),
                                                           seeds=args.seeds, **_overrides(args))
             out = Path(args.out)
         _check_resume(args, out)

@@ -56,6 +56,21 @@ def test_bad_flags(capsys, argv, needle):
     assert needle in _error(capsys, argv)
 
 
+def test_depths_and_norms_reach_the_experiment(monkeypatch, tmp_path):
+    """``--depths`` picks skip's ResNets and transformer-norms' Xiong depths, ``--norms`` its grid
+    (the experiment is built, not run)."""
+    from landscape import reproduce
+
+    built = []
+    monkeypatch.setattr(reproduce, "run_experiment", lambda exp, *a, **k: built.append(exp) or {})
+    assert main(["reproduce", "skip", "--depths", "8,20", "--out", str(tmp_path / "s")]) == 0
+    assert list(built[-1].runs) == ["resnet8", "resnet8-noshort", "resnet20", "resnet20-noshort"]
+    assert main(["reproduce", "transformer-norms", "--depths", "1,3", "--norms", "rms, dyt",
+                 "--out", str(tmp_path / "t")]) == 0
+    assert built[-1].options["xiong"]["depths"] == [1, 3]
+    assert {c[1] for c in built[-1].options["configs"]} == {"rms", "dyt"}
+
+
 def test_missing_cifar_folder(capsys, tmp_path):
     line = _error(capsys, ["reproduce", "fig4", "--dataset", "cifar10", "--data-dir",
                            str(tmp_path / "nope"), "--out", str(tmp_path / "out"), "--no-progress"])
