@@ -16,14 +16,25 @@ ROOT = Path(__file__).resolve().parents[1]
 UNOPTIMISED = "--xla_backend_optimization_level=0"
 
 
+def _flags_without(fragment: str) -> str:
+    """``XLA_FLAGS`` without the flags that contain ``fragment``."""
+    return " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if fragment not in f)
+
+
+def child_env(*, drop_flag: str) -> dict[str, str]:
+    """The suite's environment for a child process: the repository on ``PYTHONPATH`` and
+    ``XLA_FLAGS`` without the flags that contain ``drop_flag``."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = _flags_without(drop_flag)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
 def optimised_flags() -> str:
     """``XLA_FLAGS`` without the suite's optimisation-off flag."""
-    return " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if f != UNOPTIMISED)
+    return _flags_without(UNOPTIMISED)
 
 
 def optimised_env() -> dict[str, str]:
     """The suite's environment for a child that runs user code at full optimisation."""
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = optimised_flags()
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    return child_env(drop_flag=UNOPTIMISED)

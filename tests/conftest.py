@@ -7,7 +7,8 @@
   suite's only classes are in tests/test_readme_commands.py, one per README command (a process of
   its own), so the commands spread over both workers. The longest files run first, so a long one
   left to the end cannot keep one worker busy while the other idles.
-- A persistent compilation cache (``.jax_cache/`` in the repository, git-ignored): identical
+- A persistent compilation cache (``.jax_cache/`` in the repository, git-ignored; set in the
+  environment too, so child processes share it): identical
   programs built by different tests (the same tiny model through a new ``make_loss_fn``) compile
   once per machine instead of once per test. Programs that compile in 0.1 s or more are kept
   (with optimisation off, below, most of the suite's programs take 0.1–0.5 s: the fast tier took
@@ -31,14 +32,20 @@ from pathlib import Path
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                " --xla_backend_optimization_level=0").strip()
+# the cache settings, in the environment too: every child process (README commands, notebook
+# kernels, the 4-device checks) shares them
+_CACHE = {"jax_compilation_cache_dir": str(Path(__file__).resolve().parents[1] / ".jax_cache"),
+          "jax_persistent_cache_min_compile_time_secs": 0.1,
+          "jax_persistent_cache_min_entry_size_bytes": 0}
+for _name, _value in _CACHE.items():
+    os.environ[_name.upper()] = str(_value)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-jax.config.update("jax_compilation_cache_dir", str(Path(__file__).resolve().parents[1] / ".jax_cache"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+for _name, _value in _CACHE.items():
+    jax.config.update(_name, _value)
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,7 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
     monkeypatch.setenv("LANDSCAPE_NB_DEPTHS", "1,2")  # the transformer notebook (text data)
     monkeypatch.setenv("LANDSCAPE_NB_TRANSFORMER_NORMS", "layer,none")
     monkeypatch.setenv("LANDSCAPE_NB_LAYERS", "1")
-    # the kernels share the suite's persistent compilation cache (same tiny models, compiled once)
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(NOTEBOOKS.parent / ".jax_cache"))
-    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+    # the kernels inherit the suite's persistent compilation cache (conftest.py)
     monkeypatch.setenv("LANDSCAPE_NB_ITERS", "4")
     monkeypatch.setenv("XLA_FLAGS", optimised_flags())  # the kernels train real-sized models
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)

@@ -15,7 +15,6 @@ over three steps: 1e-4 (issue 12: lr 0.1 amplifies float32 rounding, 1e-6 after 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from children import child_env
 from landscape import parallel
 from landscape.cli import main as cli_main
 
@@ -34,11 +34,8 @@ F64 = 1e-9
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     # the suite's flags (conftest.py) without any device count: each child sets its own
-    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
-                                if "xla_force_host_platform_device_count" not in f)
+    env = child_env(drop_flag="xla_force_host_platform_device_count")
     env.setdefault("JAX_PLATFORMS", "cpu")
     return env
 

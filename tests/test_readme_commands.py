@@ -176,12 +176,8 @@ def test_print_summary_prints_any_value(capsys):
 # ------------------------------------------------------------------ the console script itself
 
 def _landscape(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """Run the console script; the suite's persistent compilation cache is shared (as conftest)."""
-    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.1",
-           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-    proc = subprocess.run([EXE, *argv], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=900)
+    """Run the console script (it inherits the suite's compilation cache from conftest.py)."""
+    proc = subprocess.run([EXE, *argv], cwd=cwd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{shlex.join(argv)}\n{proc.stderr[-3000:]}"
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     return proc
