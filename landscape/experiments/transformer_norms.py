@@ -326,11 +326,12 @@ def _configs(preset: Mapping[str, Any], configs: Sequence[Sequence[Any]] | None,
     chosen = [(str(p), str(n), bool(w)) for p, n, w in (preset["configs"] if configs is None
                                                         else configs)]
     if norms is not None:
-        unknown = sorted(set(norms) - set(TRANSFORMER_COMPARE_NORMS))
-        if unknown or not norms:
+        wanted = set(norms)
+        unknown = sorted(wanted - set(TRANSFORMER_COMPARE_NORMS))
+        if unknown or not wanted:
             raise ConfigError(f"norms: {', '.join(unknown) or 'none given'}; expected some of "
                               f"{','.join(TRANSFORMER_COMPARE_NORMS)}")
-        chosen = [c for c in chosen if c[1] in set(norms)]
+        chosen = [c for c in chosen if c[1] in wanted]
     options = overrides.get("model_options") or {}
     if "norm_position" in options:
         raise ConfigError("reproduce transformer-norms trains Pre-LN and Post-LN itself; "

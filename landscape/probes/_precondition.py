@@ -67,6 +67,7 @@ __all__ = ["PRECONDITIONER_KINDS", "adam_preconditioner"]
 PRECONDITIONER_KINDS = ("adam", "rmsprop")
 
 
+@functools.cache
 def _state_types(kind: str) -> tuple[type, ...]:
     """The optax state types of ``kind``. optax does not export the state of
     ``scale_by_rms(bias_correction=True)`` (``ScaleByRmsWithCountState``): its type is read off a
@@ -76,6 +77,8 @@ def _state_types(kind: str) -> tuple[type, ...]:
         return (optax.ScaleByAdamState,)
     with_count = type(optax.scale_by_rms(bias_correction=True).init(jnp.zeros(())))
     return (optax.ScaleByRmsState, with_count)
+
+
 _INJECT_STATES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
 _SUPPORTED = ("optax.ScaleByAdamState (kind='adam': adam, adamw, nadam, nadamw, scale_by_adam), "
               "optax.ScaleByRmsState / ScaleByRmsWithCountState (kind='rmsprop': rmsprop, "
