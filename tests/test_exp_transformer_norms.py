@@ -14,8 +14,6 @@ from landscape.experiments.transformer_norms import (last_ffn_gradient_norms, sm
                                                      transformer_norms_experiment, xiong_slopes)
 
 XIONG_TINY = dict(depths=(2, 8), seeds=2, batches=1, batch_size=8, d_model=32, heads=2)
-#: The end-to-end run's (a): both initialisations of the presets.
-XIONG_RUN = {**XIONG_TINY, "inits": ("xavier", "gpt2")}
 
 
 @pytest.mark.slow  # eager 8-layer gradients; the fast tier keeps the slope fit on exact norms
