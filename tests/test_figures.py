@@ -370,6 +370,16 @@ def test_plot_compare(tmp_path):
                                            "hi": [2.0], "n": 2}}, "loss")
     assert "1.5" in texts(one) and "1 –\n2" in texts(one)
     assert_no_offset(one.figure)
+    # a long title wraps to the axis; steps 0, 2, 4 get whole-step ticks only
+    sparse = {"batch": {"steps": [0, 2, 4], "mean": [3.0, 2.0, 1.0], "lo": [2.5, 1.5, 0.5],
+                        "hi": [3.5, 2.5, 1.5]}}
+    long = "transformer (d_model=16, heads=2, layers=1) on text, AdamW lr 0.001, batch 4, 6 steps"
+    ax = plot_compare(sparse, "loss", title=f"loss\n{long}", legend_outside=True).axes[0]
+    lines = ax.get_title().split("\n")
+    assert lines[0] == "loss" and len(lines) == 3 and max(map(len, lines)) <= 64
+    ax.figure.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
 def test_plot_ics(tmp_path):

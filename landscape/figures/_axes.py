@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from landscape.figures._series import true_runs, valid_mask
 
@@ -146,11 +146,14 @@ def draw_band(ax: Axes, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, color:
     return True
 
 
-def tick_lone_step(ax: Axes, steps: np.ndarray) -> None:
-    """When every finite x is one step, one x tick there (not 3.8 … 4.2 around step 4)."""
+def tick_steps(ax: Axes, steps: np.ndarray) -> None:
+    """x ticks of a training-step axis at whole steps (not 0.5, 1.5, …); when every finite x is
+    one step, one tick there (not 3.8 … 4.2 around step 4)."""
     finite = np.unique(steps[np.isfinite(steps)])
     if finite.size == 1:
         ax.set_xticks(finite)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def no_data(ax: Axes) -> None:

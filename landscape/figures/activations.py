@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from landscape.figures._axes import (draw_band, draw_line, figure_legend, no_data, readable_axes,
-                                     tick_lone_step)
+                                     tick_steps)
 from landscape.figures._canvas import PathLike, axes_or_new, finish_figure, new_figure
 from landscape.figures._colors import label_colors
 from landscape.figures._series import as_array, check_lengths
@@ -50,7 +50,7 @@ def activation_percentiles(label: str, series: Mapping[str, Any], *, color: str 
     for key, style, lw in (("p15", "--", 1.0), ("p50", "-", 1.8), ("p85", ":", 1.2)):
         drawn |= draw_line(ax, x, data[key], color=c, label=f"{key[1:]}th percentile",
                            ls=style, lw=lw)
-    tick_lone_step(ax, x)
+    tick_steps(ax, x)
     ax.set_title(label, fontsize=11)
     ax.set_xlabel("training step")
     ax.grid(True, alpha=0.3)

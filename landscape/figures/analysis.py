@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from landscape.figures._axes import draw_band, draw_line, readable_axes, tick_lone_step
+from landscape.figures._axes import draw_band, draw_line, readable_axes, tick_steps
 from landscape.figures._canvas import PathLike, axes_or_new, finish_figure, new_figure
 
 __all__ = ["ANALYSIS_PANELS", "checkpoint_panel", "plot_checkpoint_analysis"]
@@ -59,7 +59,7 @@ def checkpoint_panel(records: Sequence[Mapping[str, Any]], quantity: str, *,
         draw_line(ax, steps, get(f"{quantity}_mean"), color=_BLUE, label=None, marker="o", ms=3)
         title = ANALYSIS_PANELS[quantity]
     ax.set(xlabel="checkpoint step", title=title)
-    tick_lone_step(ax, steps)
+    tick_steps(ax, steps)
     ax.grid(alpha=0.3)
     return readable_axes(ax)
 

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from landscape.figures._axes import (draw_line, figure_legend, no_data, readable_axes,
-                                     tick_lone_step)
+                                     tick_steps)
 from landscape.figures._canvas import PathLike, axes_or_new, finish_figure, new_figure
 from landscape.figures._colors import label_colors
 from landscape.figures._series import all_positive, as_array, check_lengths
@@ -51,7 +51,7 @@ def ics_panel(series: Mapping[str, Mapping[str, Mapping[str, Any]]], layer: str,
         drawn |= draw_line(ax, d["steps"], d[quantity], color=colors[label], label=label,
                            log=log, lw=1.2)
         steps.append(d["steps"])
-    tick_lone_step(ax, np.concatenate(steps))
+    tick_steps(ax, np.concatenate(steps))
     if log:
         ax.set_yscale("log")
     ax.grid(True, alpha=0.3)

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from landscape.figures._axes import draw_line, readable_axes, tick_lone_step
+from landscape.figures._axes import draw_line, readable_axes, tick_steps
 from landscape.figures._canvas import PathLike, axes_or_new, finish_figure, new_figure
 from landscape.figures._colors import label_colors
 from landscape.figures._series import as_array
@@ -59,7 +59,7 @@ def full_batch_loss(models: Mapping[str, Mapping[str, Any]], *,
     for label, m in models.items():
         draw_line(ax, as_array(m["loss_steps"]), as_array(m["train_loss"]), color=colors[label],
                   log=True, lw=1.0, label=legend.format(lr=m["lr"], threshold=m["threshold"]))
-    tick_lone_step(ax, _all_steps(models, "loss_steps"))
+    tick_steps(ax, _all_steps(models, "loss_steps"))
     ax.set_yscale("log")
     ax.set_ylabel("train loss (full batch)")
     ax.set_title("(a) training loss")
@@ -99,7 +99,7 @@ def sharpness_curves(models: Mapping[str, Mapping[str, Any]], key: str = "sharpn
             draw_line(ax, steps, crit, color=c, label=None, log=log, lw=0.8, ls=":",
                       marker="x", ms=4)
         ax.axhline(threshold(m), color=c, ls="--", lw=threshold_width)
-    tick_lone_step(ax, _all_steps(models))
+    tick_steps(ax, _all_steps(models))
     if log:
         ax.set_yscale("log")
     return readable_axes(ax)
@@ -173,7 +173,7 @@ def top_eigenvalues(models: Mapping[str, Mapping[str, Any]], *, ax: Axes | None 
                 draw_line(ax, as_array(m["steps"]), eig[:, i], color=col,
                           lw=1.4 if i == 0 else 0.6, alpha=1.0 if i == 0 else 0.5,
                           label=label if i == 0 else None)
-    tick_lone_step(ax, _all_steps(models))
+    tick_steps(ax, _all_steps(models))
     ax.set_yscale("symlog", linthresh=1e-2)
     ax.set(title="(a) top-10 Hessian eigenvalues (λ₁ bold)", xlabel="step", ylabel="eigenvalue")
     ax.legend(fontsize=7, frameon=False)
@@ -190,7 +190,7 @@ def top_eigenspace_fraction(models: Mapping[str, Mapping[str, Any]], *, ax: Axes
     for label, m in models.items():
         draw_line(ax, as_array(m["steps"]), as_array(m["top_fraction"]),
                   color=SPECTRUM_COLORS.get(label, "k"), label=label, marker="o", ms=3)
-    tick_lone_step(ax, _all_steps(models))
+    tick_steps(ax, _all_steps(models))
     ax.set(title=r"(b) gradient in the top-10 eigenspace $\|P_{10}g\|^2/\|g\|^2$", xlabel="step",
            ylim=(-0.02, 1.02))
     ax.legend(fontsize=7, frameon=False)
@@ -233,7 +233,7 @@ def outlier_against_bulk(models: Mapping[str, Mapping[str, Any]], *, ax: Axes | 
                   label=f"{label} λ₁₀")
         ax.plot(m["density_steps"], m["bulk_edge_99"], color=col, ls="", marker="x", ms=7,
                 label=f"{label} SLQ 99 % quantile")
-    tick_lone_step(ax, _all_steps(models))
+    tick_steps(ax, _all_steps(models))
     ax.set_yscale("symlog", linthresh=1e-2)
     ax.set(title="(d) λ₁ against the bulk edge", xlabel="step", ylabel="eigenvalue")
     ax.legend(fontsize=7, frameon=False)

@@ -108,6 +108,7 @@ def gradient_norm_against_depth(slopes: Mapping[str, Mapping[str, Any]], *, titl
     ax.set(xscale="log", yscale="log", xlabel="layers L", title=title,
            ylabel="‖∂L/∂W‖_F, last feed-forward layer")
     ax.set_xticks(depths, labels=[str(d) for d in depths])
+    ax.xaxis.set_minor_formatter(NullFormatter())  # only the depths are labelled (no "3×10⁰")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, frameon=False)
     return readable_axes(ax)

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -29,7 +30,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from landscape.figures._axes import (draw_band, draw_line, figure_legend, mark_diverged, no_data,
-                                     readable_axes, tick_lone_step)
+                                     readable_axes, tick_steps)
 from landscape.figures._canvas import PathLike, axes_or_new, finish_figure, new_figure
 from landscape.figures._colors import label_colors
 from landscape.figures._series import all_positive, as_array, check_lengths, moving_average
@@ -47,6 +48,8 @@ _FIG4_BANDS = {
                     r"$\|\nabla\mathcal{L}(\theta-\eta g)-\nabla\mathcal{L}(\theta)\|_2$",
                     "(b) gradient predictiveness"),
 }
+#: Characters per title line of a step panel (≈ a 5-inch axis at font size 11).
+_TITLE_CHARS = 64
 #: Curvature fields drawn beside the effective β: (line style, legend name).
 _CURVATURE = {"lambda_max": ("--", "λ_max(∇²L)"), "gradient_curvature": (":", "gᵀHg/‖g‖²")}
 
@@ -55,10 +58,12 @@ def _step_panel(ax: Axes, title: str, ylabel: str, drawn: bool, *, log: bool,
                 steps: list[np.ndarray]) -> Axes:
     """Scale, title, labels and grid of a panel against the training ``steps`` drawn; a note
     when empty."""
-    tick_lone_step(ax, np.concatenate(steps) if steps else np.zeros(0))
+    tick_steps(ax, np.concatenate(steps) if steps else np.zeros(0))
     if log:
         ax.set_yscale("log")
-    ax.set_title(title, fontsize=11)
+    # long lines (an experiment's settings) wrapped to the axis, not cut at the figure's edge
+    ax.set_title("\n".join(textwrap.fill(line, _TITLE_CHARS) for line in title.split("\n")),
+                 fontsize=11)
     ax.set_ylabel(ylabel)
     ax.set_xlabel("training step")
     ax.grid(True, which="major", alpha=0.3)
