@@ -13,14 +13,15 @@
   once per machine instead of once per test. Programs that compile in 0.1 s or more are kept
   (with optimisation off, below, most of the suite's programs take 0.1–0.5 s: the fast tier took
   221 s cold at 0.1 against 232 s at 0.5).
-- LLVM optimisation off (``XLA_FLAGS=--xla_backend_optimization_level=0``, unless ``XLA_FLAGS``
-  already names a level): on the suite's tiny models compilation is most of a test's time and
-  the optimised machine code buys nothing; it roughly halves the compile time (``landscape
-  reproduce skip`` on its tiny setting: 101 s → 60 s on 2 cores). Set here, before JAX starts a
-  backend, it reaches the child processes (README commands, the 4-device checks) through the
-  environment. The HLO passes are unchanged; results differ from an optimised build only by
-  rounding (no fused multiply-add: float32 records agree to ~1e-6 relative), which is inside every
-  tolerance here, and each comparison runs both sides the same way. Unoptimised code runs several
+- Compiled for compile speed (``tests/children.FAST_COMPILE``: LLVM optimisation off and the
+  loop emitters instead of XLA:CPU's fusion emitters, each unless ``XLA_FLAGS`` already names
+  it): on the suite's tiny models compilation is most of a test's time and the optimised machine
+  code buys nothing (``landscape reproduce spectrum`` on its tiny setting: 39.6 s → 16.9 s on 2
+  cores; the numbers are in children.py). Set here, before JAX starts a backend, they reach the
+  child processes (README commands, the 4-device checks) through the environment. The HLO passes
+  are unchanged; results differ from an optimised build only by rounding (no fused multiply-add:
+  float32 records agree to ~1e-6 relative), which is inside every tolerance here, and each
+  comparison runs both sides the same way. Unoptimised code runs several
   times slower, so user code that runs real-sized models for many steps (the README's probe
   example, two examples, the notebooks) runs in a child process at full optimisation
   (``tests/children.py``).
@@ -29,9 +30,11 @@
 import os
 from pathlib import Path
 
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_backend_optimization_level=0").strip()
+from children import FAST_COMPILE, flag_name  # no JAX there
+
+_flags = os.environ.get("XLA_FLAGS", "").split()
+os.environ["XLA_FLAGS"] = " ".join(
+    [*_flags, *(f for f in FAST_COMPILE if flag_name(f) not in map(flag_name, _flags))])
 # the cache settings, in the environment too: every child process (README commands, notebook
 # kernels, the 4-device checks) shares them
 _CACHE = {"jax_compilation_cache_dir": str(Path(__file__).resolve().parents[1] / ".jax_cache"),

@@ -35,7 +35,7 @@ F64 = 1e-9
 
 def _env() -> dict[str, str]:
     # the suite's flags (conftest.py) without any device count: each child sets its own
-    env = child_env(drop_flag="xla_force_host_platform_device_count")
+    env = child_env(drop=("xla_force_host_platform_device_count",))
     env.setdefault("JAX_PLATFORMS", "cpu")
     return env
 
