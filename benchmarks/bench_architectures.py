@@ -12,8 +12,9 @@ so that load changes hit all of them alike):
 - the Figure-4 probe ``probes.step_probe`` at K = --K step sizes (the toolkit's default K = 8) in
   each layout of --strategies (``host``: a Python loop of one compiled point; ``unroll``: the K + 2
   gradients in one program; ``map``: ``lax.map``), with its compile seconds (first call − median);
-- ``auto``: ``probes.choose_strategy`` (what ``strategy="auto"`` does on its first call: compile and
-  time ``host`` and ``unroll``, keep the faster), then the probe with ``strategy="auto"``
+- ``auto``: ``probes.choose_strategy`` (what ``strategy="auto"`` does when a shape's trial of the
+  host loop ends: compile and time the other candidates — ``unroll``, and ``map`` for a loss
+  without convolutions — and keep the fastest), then the probe with ``strategy="auto"``
   standalone (÷ loop K+2), fused with the step's own (L, g) (÷ loop K+1), and without the floor
   (``floor_factor=0``): the floor's extra cost in gradients;
 - ``λ_max``: ``probes.hessian_eigs(k=1, num_iters=--iters)`` (20 Lanczos steps, the default

@@ -165,34 +165,87 @@ def test_a_compile_the_runs_cannot_repay_skips_the_rest(zoo, warm, timed):
     probes.clear_strategy_cache()
 
 
-def test_auto_measures_once_per_shape(zoo, monkeypatch):
-    """The first "auto" call of a shape measures, later ones reuse the choice; a new K measures
-    again, and so does any call after clear_strategy_cache. Results equal the chosen layout's."""
+def _scripted(seen: list, compile_seconds: float, warm: dict[str, float]):
+    """A timer under which a layout's first call takes ``compile_seconds`` + ``warm[layout]`` and
+    every later call ``warm[layout]`` seconds."""
+    def timer(strategy, run):
+        first = strategy not in seen
+        seen.append(strategy)
+        run()
+        return warm[strategy] + (compile_seconds if first else 0.0)
+    return timer
+
+
+def test_auto_tries_the_host_loop_then_measures_once_per_shape(zoo, monkeypatch):
+    """"auto" runs the host loop alone (one compile) until its warm calls add up to 3 × its
+    compile seconds; that call times the other candidates ("map" too: the MLP has no
+    convolution) and every later call of the shape runs the winner. A new K starts a new trial,
+    and so does any call after clear_strategy_cache; under a trace nothing is timed."""
     loss_fn, params, batch = zoo["mlp"]
-    candidates = _strategy._point_candidates(None, False)  # ("host", "unroll") on CPU
-    seen: list = []
-    ran: list = []
+    seen, ran = [], []
     run = _step_choice._run
-    monkeypatch.setattr(_step_choice, "_wall_seconds", _forced(candidates[1], seen))
+    # host compiles in 2 s and runs in 1 s: the trial ends once 3 × 2 s of warm calls are spent
+    monkeypatch.setattr(_step_choice, "_wall_seconds",
+                        _scripted(seen, 2.0, {"host": 1.0, "map": 0.8, "unroll": 0.5}))
     monkeypatch.setattr(_step_choice, "_run", lambda s, o, a: ran.append(s) or run(s, o, a))
     probes.clear_strategy_cache()
-    first = probes.step_probe(loss_fn, params, batch, STEPS)
-    c0, c1 = candidates
-    assert len(seen) == 6 and ran == [c0, c0, c1, c1, c0, c1]
+    calls = [probes.step_probe(loss_fn, params, batch, STEPS * (1 + i / 10)) for i in range(6)]
+    assert ran == ["host"] * 6  # a one-off probe compiles one layout, not every candidate
     ran.clear()
-    again = probes.step_probe(loss_fn, params, batch, STEPS * 2)  # new values, same shape
-    assert len(seen) == 6 and ran == [c1]
-    _equal(first, probes.step_probe(loss_fn, params, batch, STEPS, strategy=candidates[1]))
-    assert not np.allclose(again.loss, first.loss)
-    probes.step_probe(loss_fn, params, batch, STEPS[:2])  # new K: a new compiled shape
-    assert len(seen) == 12
+    measured = probes.step_probe(loss_fn, params, batch, STEPS)  # the 6th warm call: 6 s ≥ 3 × 2 s
+    assert ran == ["host", "map", "map", "unroll", "unroll", "host", "map", "unroll"]
+    choice = next(iter(_step_choice._CHOICES.values()))
+    assert choice.strategy == "unroll" and choice.seconds == {"host": 1.0, "map": 0.8, "unroll": 0.5}
+    assert choice.compile_seconds == pytest.approx({"host": 2.0, "map": 2.0, "unroll": 2.0})
+    _equal(measured, probes.step_probe(loss_fn, params, batch, STEPS, strategy="unroll"))
+    _equal(calls[0], probes.step_probe(loss_fn, params, batch, STEPS, strategy="host"))
+    ran.clear()
+    probes.step_probe(loss_fn, params, batch, STEPS * 2)  # new values, same shape: the winner
+    assert ran == ["unroll"]
+    ran.clear()
+    probes.step_probe(loss_fn, params, batch, STEPS[:2])  # new K: a new compiled shape, on trial
     probes.clear_strategy_cache()
     probes.step_probe(loss_fn, params, batch, STEPS)
-    assert len(seen) == 18
+    assert ran == ["host", "host"]
     # Under a trace nothing is timed: the static rule ("unroll" on CPU).
+    before = len(seen)
     jax.jit(lambda p: probes.step_probe(loss_fn, p, batch, STEPS).loss)(params)
-    assert len(seen) == 18
+    assert len(seen) == before
     probes.clear_strategy_cache()
+
+
+def test_auto_keeps_a_fast_host_loop_without_compiling_the_others(zoo, monkeypatch):
+    """With the real clock, a host loop whose first warm call runs under ``skip_below`` ends the
+    trial: "host" is recorded and nothing else was compiled (the bound is raised from 10 ms to
+    1 s so that a loaded machine cannot make the tiny MLP's ~1 ms call miss it)."""
+    from landscape.probes import _step
+
+    monkeypatch.setattr(_step_choice, "_SKIP_BELOW_SECONDS", 1.0)
+    loss_fn, params, batch = zoo["mlp"]
+    probes.clear_strategy_cache()
+    before = _step._step_probe_jit._cache_size()
+    for _ in range(3):
+        probes.step_probe(loss_fn, params, batch, STEPS)
+    (choice,) = _step_choice._CHOICES.values()
+    assert choice.strategy == "host" and set(choice.seconds) == {"host"}
+    assert _step._step_probe_jit._cache_size() == before
+    probes.clear_strategy_cache()
+
+
+def test_map_is_a_candidate_only_without_convolutions(zoo):
+    """On CPU "map" is timed for a loss with no convolution (a transformer's: it ran 0.97 × a
+    plain loop there, against 1.07 for "host") and never for a convnet's (loops slow XLA:CPU's
+    convolutions ~10×)."""
+    assert _strategy._convolves(*zoo["cnn"]) and not _strategy._convolves(*zoo["mlp"])
+    # a convolution nested in a jitted function and a scan is found too
+    loss_fn, params, batch = zoo["cnn"]
+    nested = lambda p, b: jax.lax.scan(lambda c, _: (c + jax.jit(loss_fn)(p, b), None), 0.0,  # noqa: E731
+                                       None, length=2)[0]
+    assert _strategy._convolves(nested, params, batch)
+    if jax.default_backend() == "cpu":
+        assert _strategy._point_candidates(None, False, convolves=False) == ("host", "map", "unroll")
+        assert _strategy._point_candidates(None, False, convolves=True) == ("host", "unroll")
+    assert _strategy._point_candidates(2, False) == ("vmap",)
 
 
 # ----------------------------------------------------------------------------------------------

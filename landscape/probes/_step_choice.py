@@ -11,23 +11,26 @@ and the one-program layout never loses to the loop by more than the timing noise
 **The rule.** ``strategy="auto"`` on concrete arrays looks up the choice for the call's compiled
 shape — the key is (``loss_fn``, backend, the pytree structure, shapes and dtypes of ``params``,
 ``batch``, ``direction`` or None and ``value_and_grad`` or None, K, whether there is a floor,
-``floor_eps``, ``chunk_size``, ``mesh``) — and on a miss measures: each candidate in turn is called
-once (compile + run) and once more (run), then once more each, round-robin (a burst of load on a
-shared machine should not decide alone); the one with the fastest warm call is kept and its first
-call's result returned, so the measurement costs each candidate's compile and three runs, once per
-shape. The rest are skipped once a candidate runs in under :data:`_SKIP_BELOW_SECONDS` (10 ms: a
-tiny model, where another layout could save milliseconds and its compile would cost seconds), or
-once its compile took longer than :data:`_PAYBACK_CALLS` (20) of its warm calls: another layout
-saves at most a whole warm call per call and compiles at least as long (the one-program layouts
-compile K + 1 gradients, the host loop one or two), so it could not repay its own compile within
-20 probes — a short run, a test, or a small model, where measuring would cost more than it saves.
-Candidates: ``("host", "unroll")`` on CPU, ``("vmap", "host")`` on GPU/TPU; with a
-``chunk_size`` or a points ``mesh`` only the static rule (nothing to measure). Under a trace
-(inside your ``jax.jit``, :func:`landscape.probes.step_probe_fn`) nothing can be timed and
-``"auto"`` is the static rule: ``"unroll"`` on CPU, ``"vmap"`` elsewhere and with a chunk size
+``floor_eps``, ``chunk_size``, ``mesh``). On a miss the shape is *on trial*: ``"auto"`` runs the
+host loop (one compile: a one-off probe never pays for the layouts it will not use) and times each
+call. The trial ends when a warm call runs in under :data:`_SKIP_BELOW_SECONDS` (10 ms: a tiny
+model, where another layout could save milliseconds and its compile would cost seconds; "host" is
+kept) or when the warm calls add up to :data:`_TRIAL_COMPILES` (3) × the host loop's compile
+seconds (the shape is probed often enough that compiling another layout can pay). That call
+measures the other candidates (:func:`_measure`): each in turn is called once (compile + run) and
+once more (run), then once more each, round-robin with the host loop (a burst of load on a shared
+machine should not decide alone); the one with the fastest warm call is recorded. The rest are
+skipped once a candidate compiled for longer than :data:`_PAYBACK_CALLS` (20) of its warm calls
+(another layout could not repay its own compile within 20 probes). Candidates
+(:func:`landscape.probes._strategy._point_candidates`): ``("host", "map", "unroll")`` on CPU,
+``"map"`` dropped when the loss contains a convolution (XLA:CPU runs convolutions inside loops
+~10× slower), ``("vmap", "host")`` on GPU/TPU; with a ``chunk_size`` or a points ``mesh`` only
+the static rule (nothing to measure). Under a trace (inside your ``jax.jit``,
+:func:`landscape.probes.step_probe_fn`) nothing can be timed and ``"auto"`` is the static rule:
+``"unroll"`` on CPU, ``"vmap"`` elsewhere and with a chunk size
 (:func:`landscape.probes._strategy._static_point_strategy`). :func:`clear_strategy_cache` forgets
-every choice; :func:`choose_strategy` measures explicitly (other candidates, an injected timer)
-and records its choice for later ``"auto"`` calls of the same shape.
+every choice and trial; :func:`choose_strategy` measures at once (other candidates, an injected
+timer) and records its choice for later ``"auto"`` calls of the same shape.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ from landscape.probes._precision import _check_floor_eps, _result_dtype
 from landscape.probes._step import (DEFAULT_FLOOR_FACTOR, StepProbe, _step_probe_jit,
                                     step_probe_fn)
 from landscape.probes._step_host import host_step_probe
-from landscape.probes._strategy import _point_candidates, _resolve_point_strategy
+from landscape.probes._strategy import (_convolves, _point_candidates,
+                                        _resolve_point_strategy)
 from landscape.probes._types import LossFn, PyTree
 
 __all__ = ["StrategyChoice", "choose_strategy", "clear_strategy_cache", "make_step_probe",
@@ -89,8 +93,10 @@ _CHOICES: dict[tuple, StrategyChoice] = {}
 
 
 def clear_strategy_cache() -> None:
-    """Forget every measured choice: the next ``strategy="auto"`` call of each shape measures again."""
+    """Forget every measured choice (and every trial under way): the next ``strategy="auto"``
+    call of each shape starts its trial again."""
     _CHOICES.clear()
+    _TRIALS.clear()
 
 
 def _signature(tree: PyTree) -> tuple:
@@ -144,55 +150,110 @@ _PAYBACK_CALLS = 20
 _REPEATS = 2
 
 
+class _Timings:
+    """What has been timed of one shape: each layout's first result and first-call seconds, its
+    warm call seconds, and its compile seconds (first call − first warm call)."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, StepProbe] = {}
+        self.first_seconds: dict[str, float] = {}
+        self.warm: dict[str, list[float]] = {}
+        self.compile_seconds: dict[str, float] = {}
+
+    def add_warm(self, strategy: str, seconds: float) -> None:
+        if strategy not in self.warm:
+            self.compile_seconds[strategy] = max(self.first_seconds[strategy] - seconds, 0.0)
+        self.warm.setdefault(strategy, []).append(seconds)
+
+
 def _measure(candidates: Sequence[str], run: Callable[[str], StepProbe],
              timer: Callable[[str, Callable[[], Any]], float], skip_below: float,
-             repeats: int, payback_calls: int | None = _PAYBACK_CALLS
-             ) -> tuple[StrategyChoice, StepProbe]:
+             repeats: int, payback_calls: int | None = _PAYBACK_CALLS,
+             timed: _Timings | None = None) -> tuple[StrategyChoice, StepProbe]:
     """Each candidate in turn called once (compile + run) and once more (run), until one runs in
-    under ``skip_below`` seconds or compiled for longer than ``payback_calls`` warm calls; then ``repeats`` − 1 more warm rounds over the timed ones,
-    round-robin. The choice (fastest warm call of each) and the winner's first result."""
-    results: dict[str, StepProbe] = {}
-    warm: dict[str, list[float]] = {}
-    compile_seconds: dict[str, float] = {}
+    under ``skip_below`` seconds or one timed here compiled for longer than ``payback_calls`` of
+    its warm calls; then ``repeats`` − 1 more warm rounds over the timed ones, round-robin.
+    ``timed``: layouts already timed (the host loop's trial, :func:`_measured`): they count in the
+    choice but not in the payback rule (their compile is spent). The choice (fastest warm call of
+    each) and the winner's first result."""
+    timed = timed or _Timings()
+    fresh: list[str] = []
 
     def first(strategy: str) -> StepProbe:
-        results[strategy] = run(strategy)
-        return results[strategy]
+        timed.results[strategy] = run(strategy)
+        return timed.results[strategy]
 
     def enough() -> bool:
-        if not warm:
+        if not timed.warm:
             return False
-        fastest = min(min(t) for t in warm.values())
+        fastest = min(min(t) for t in timed.warm.values())
         unpaid = payback_calls is not None and any(
-            compile_seconds[s] > payback_calls * min(t) for s, t in warm.items())
+            timed.compile_seconds[s] > payback_calls * min(timed.warm[s]) for s in fresh)
         return fastest < skip_below or unpaid
 
     for strategy in candidates:
+        if strategy in timed.warm:
+            continue
         if enough():
             break
-        first_seconds = timer(strategy, functools.partial(first, strategy))
-        warm[strategy] = [timer(strategy, functools.partial(run, strategy))]
-        compile_seconds[strategy] = max(first_seconds - warm[strategy][0], 0.0)
-    for _ in range(repeats - 1 if len(warm) > 1 else 0):
-        for strategy, times in warm.items():
+        timed.first_seconds[strategy] = timer(strategy, functools.partial(first, strategy))
+        timed.add_warm(strategy, timer(strategy, functools.partial(run, strategy)))
+        fresh.append(strategy)
+    for _ in range(repeats - 1 if len(timed.warm) > 1 else 0):
+        for strategy, times in timed.warm.items():
             times.append(timer(strategy, functools.partial(run, strategy)))
-    seconds = {strategy: min(times) for strategy, times in warm.items()}
+    seconds = {strategy: min(times) for strategy, times in timed.warm.items()}
     best = min(seconds, key=seconds.__getitem__)
-    return StrategyChoice(best, seconds, compile_seconds), results[best]
+    return StrategyChoice(best, seconds, dict(timed.compile_seconds)), timed.results[best]
+
+
+#: ``"auto"`` runs the host loop (timed) until its warm calls add up to this many times its own
+#: compile seconds, and only then times the other candidates: a one-off probe pays one compile,
+#: not every layout's, and the one-program layouts (K + 1 gradients each) are compiled only for a
+#: shape probed often enough to make that worth it (VGG-11 w0.25 on this project's CPU: host
+#: compile 6.9 s, warm 2.8 s → the 9th call measures; the quick transformer, 4.6 s and 80 ms: the
+#: 175th).
+_TRIAL_COMPILES = 3.0
+
+#: The host loop's timings per shape while ``"auto"`` has it on trial (key: :func:`_choice_key`).
+_TRIALS: dict[tuple, _Timings] = {}
+
+
+def _trial_over(trial: _Timings, skip_below: float) -> bool:
+    """Whether the host loop's trial has ended: a warm call ran under ``skip_below`` seconds
+    (nothing to gain elsewhere), or its warm calls add up to :data:`_TRIAL_COMPILES` × its
+    compile seconds (the shape is probed often)."""
+    warm = trial.warm.get("host")
+    return bool(warm) and (min(warm) < skip_below
+                           or sum(warm) >= _TRIAL_COMPILES * trial.compile_seconds["host"])
 
 
 def _measured(options: _Options, args: tuple) -> StepProbe:
-    """``"auto"`` on concrete arrays: the cached choice for this shape, or a measurement."""
+    """``"auto"`` on concrete arrays: the shape's recorded choice; else the host loop on trial,
+    timed; once the trial is over, the other candidates timed too and the fastest recorded."""
     key = _choice_key(options, args)
     if key in _CHOICES:
         return _run(_CHOICES[key].strategy, options, args)
-    candidates = _point_candidates(options.chunk_size, options.mesh is not None)
-    if len(candidates) == 1:
-        return _run(candidates[0], options, args)
-    choice, result = _measure(candidates, lambda s: _run(s, options, args), _wall_seconds,
-                              _SKIP_BELOW_SECONDS, _REPEATS)
-    _CHOICES[key] = choice
-    return result
+    static = _point_candidates(options.chunk_size, options.mesh is not None)
+    if len(static) == 1:
+        return _run(static[0], options, args)
+    trial = _TRIALS.setdefault(key, _Timings())
+    out: list[StepProbe] = []
+    seconds = _wall_seconds("host", lambda: out.append(_run("host", options, args)) or out[0])
+    if "host" not in trial.first_seconds:
+        trial.first_seconds["host"] = seconds
+        return out[0]
+    trial.add_warm("host", seconds)
+    if not _trial_over(trial, _SKIP_BELOW_SECONDS):
+        return out[0]
+    trial.results["host"] = out[0]
+    del _TRIALS[key]
+    fast = min(trial.warm["host"]) < _SKIP_BELOW_SECONDS  # then nothing else is timed (or traced)
+    candidates = ("host",) if fast else _point_candidates(None, False,
+                                                          _convolves(options.loss_fn, *args[:2]))
+    _CHOICES[key], best = _measure(candidates, lambda s: _run(s, options, args), _wall_seconds,
+                                   _SKIP_BELOW_SECONDS, _REPEATS, timed=trial)
+    return best
 
 
 def choose_strategy(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: jax.Array, *,
@@ -242,7 +303,8 @@ def choose_strategy(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: 
     options = _options(loss_fn, chunk_size, floor_factor, floor_eps, mesh)
     args = (params, batch, step_sizes, direction, value_and_grad)
     if candidates is None:
-        candidates = _point_candidates(chunk_size, mesh is not None)
+        candidates = _point_candidates(chunk_size, mesh is not None,
+                                       _convolves(loss_fn, params, batch))
     candidates = tuple(candidates)
     if not candidates or "auto" in candidates:
         raise ValueError(f"candidates must be concrete layouts, not {candidates!r}.")
@@ -289,8 +351,9 @@ def step_probe(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: jax.A
       direction: pytree like ``params``; default g. Gradient changes are still measured against g.
       strategy: how the K evaluations are laid out: ``"unroll"``, ``"vmap"``, ``"map"``, ``"host"``
         (a Python loop of one compiled point; concrete arrays only) or ``"auto"`` (on concrete
-        arrays the fastest of its candidates, measured on the first call of each compiled shape
-        and cached, :func:`choose_strategy`; under a trace the static rule, module docstring).
+        arrays the host loop until the shape has been probed for 3 × its compile time, then the
+        fastest of its candidates, measured once per compiled shape and cached,
+        :func:`choose_strategy`; under a trace the static rule; module docstring).
       chunk_size: for ``"vmap"``/``"map"``: at most this many points at once (not with
         ``"unroll"`` or ``"host"``).
       floor_factor: c above; 0 skips the floor (no extra gradient, ``grad_change_floor`` NaN).

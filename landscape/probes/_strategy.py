@@ -12,8 +12,9 @@ evaluated at once (vmapped chunks inside a ``lax.map``). The step probe also has
 (:mod:`landscape.probes._step_host`): a Python loop over the points of ONE compiled point
 evaluation — a plain loop of jitted gradients by construction, compiling one gradient program
 instead of K; concrete arrays only. Its ``"auto"`` measures (:mod:`landscape.probes._step_choice`):
-on concrete arrays it times the candidates :func:`_point_candidates` once per compiled shape and
-keeps the fastest; under a trace it takes the static rule :func:`_static_point_strategy`. The
+on concrete arrays it runs the host loop until the shape has been probed for a while, then times
+the candidates :func:`_point_candidates` once per compiled shape and keeps the fastest; under a
+trace it takes the static rule :func:`_static_point_strategy`. The
 surface grid (:data:`_SURFACE_STRATEGIES`, no ``"host"``: its ``"unroll"`` with one point per
 chunk already is a host loop) maps ``"auto"`` by backend.
 
@@ -96,13 +97,36 @@ def _static_point_strategy(chunk_size: int | None) -> str:
     return "unroll"
 
 
-def _point_candidates(chunk_size: int | None, points_mesh: bool) -> tuple[str, ...]:
-    """The layouts ``"auto"`` times on concrete arrays: ``("host", "unroll")`` on CPU,
-    ``("vmap", "host")`` on GPU/TPU; only the static rule with a chunk size or a points mesh
-    (the host loop evaluates one point at a time on every device)."""
+def _point_candidates(chunk_size: int | None, points_mesh: bool,
+                      convolves: bool = True) -> tuple[str, ...]:
+    """The layouts ``"auto"`` times on concrete arrays: on CPU ``("host", "map", "unroll")``, or
+    ``("host", "unroll")`` when the loss ``convolves`` (:func:`_convolves`; XLA:CPU runs a
+    convolution inside a loop about 10× slower, STACK.md, so ``"map"`` would only waste its
+    timing runs); ``("vmap", "host")`` on GPU/TPU; only the static rule with a chunk size or a
+    points mesh (the host loop evaluates one point at a time on every device)."""
     if chunk_size is not None or points_mesh:
         return (_static_point_strategy(chunk_size),)
-    return ("host", "unroll") if jax.default_backend() == "cpu" else ("vmap", "host")
+    if jax.default_backend() != "cpu":
+        return ("vmap", "host")
+    return ("host", "unroll") if convolves else ("host", "map", "unroll")
+
+
+def _convolves(loss_fn: Callable, params: Any, batch: Any) -> bool:
+    """Whether ``loss_fn(params, batch)`` contains a convolution (traced once, not run)."""
+    return "conv_general_dilated" in _primitive_names(jax.make_jaxpr(loss_fn)(params, batch).jaxpr)
+
+
+def _primitive_names(jaxpr: Any) -> set[str]:
+    """The primitives of ``jaxpr`` and of every jaxpr nested in its equations' parameters."""
+    names: set[str] = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr
+                if hasattr(inner, "eqns"):
+                    names |= _primitive_names(inner)
+    return names
 
 
 def map_with_strategy(at: Callable[[jax.Array], Any], points: jax.Array, strategy: str,
