@@ -20,8 +20,9 @@ seconds (the shape is probed often enough that compiling another layout can pay)
 measures the other candidates (:func:`_measure`): each in turn is called once (compile + run) and
 once more (run), then once more each, round-robin with the host loop (a burst of load on a shared
 machine should not decide alone); the one with the fastest warm call is recorded. The rest are
-skipped once a candidate compiled for longer than :data:`_PAYBACK_CALLS` (20) of its warm calls
-(another layout could not repay its own compile within 20 probes). Candidates
+skipped once an alternative to the host loop compiled for longer than :data:`_PAYBACK_CALLS` (20)
+of its warm calls (a further layout, compiling at least as long, could not repay its compile
+within 20 probes). Candidates
 (:func:`landscape.probes._strategy._point_candidates`): ``("host", "map", "unroll")`` on CPU,
 ``"map"`` dropped when the loss contains a convolution (XLA:CPU runs convolutions inside loops
 ~10× slower), ``("vmap", "host")`` on GPU/TPU; with a ``chunk_size`` or a points ``mesh`` only
@@ -140,8 +141,9 @@ def _wall_seconds(strategy: str, run: Callable[[], Any]) -> float:
 _SKIP_BELOW_SECONDS = 0.01
 
 
-#: Calls: once a candidate's compile seconds exceed this many of its warm calls, the remaining
-#: candidates are skipped (another layout could not repay its compile within this many probes).
+#: Calls: once an alternative's compile seconds (any candidate after the first) exceed this many
+#: of its warm calls, the remaining candidates are skipped (a further layout could not repay its
+#: compile within this many probes).
 _PAYBACK_CALLS = 20
 
 
@@ -171,13 +173,13 @@ def _measure(candidates: Sequence[str], run: Callable[[str], StepProbe],
              repeats: int, payback_calls: int | None = _PAYBACK_CALLS,
              timed: _Timings | None = None) -> tuple[StrategyChoice, StepProbe]:
     """Each candidate in turn called once (compile + run) and once more (run), until one runs in
-    under ``skip_below`` seconds or one timed here compiled for longer than ``payback_calls`` of
-    its warm calls; then ``repeats`` − 1 more warm rounds over the timed ones, round-robin.
-    ``timed``: layouts already timed (the host loop's trial, :func:`_measured`): they count in the
-    choice but not in the payback rule (their compile is spent). The choice (fastest warm call of
-    each) and the winner's first result."""
+    under ``skip_below`` seconds or one compiled for longer than ``payback_calls`` of its warm
+    calls; then ``repeats`` − 1 more warm rounds over the timed ones, round-robin. The payback
+    rule looks only at the alternatives: not at the first layout (it runs whatever the choice,
+    so its compile is spent) nor at those already in ``timed`` (the host loop's trial,
+    :func:`_measured`). The choice (fastest warm call of each) and the winner's first result."""
     timed = timed or _Timings()
-    fresh: list[str] = []
+    fresh: list[str] = []  # the alternatives timed here
 
     def first(strategy: str) -> StepProbe:
         timed.results[strategy] = run(strategy)
@@ -198,7 +200,8 @@ def _measure(candidates: Sequence[str], run: Callable[[str], StepProbe],
             break
         timed.first_seconds[strategy] = timer(strategy, functools.partial(first, strategy))
         timed.add_warm(strategy, timer(strategy, functools.partial(run, strategy)))
-        fresh.append(strategy)
+        if len(timed.warm) > 1:
+            fresh.append(strategy)
     for _ in range(repeats - 1 if len(timed.warm) > 1 else 0):
         for strategy, times in timed.warm.items():
             times.append(timer(strategy, functools.partial(run, strategy)))
@@ -283,9 +286,9 @@ def choose_strategy(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: 
       skip_below: seconds; once a candidate's second call is faster, the rest are skipped (0:
         time every candidate).
       repeats: warm calls timed per candidate (≥ 1; more rounds only when two or more are timed).
-      payback_calls: once a timed candidate compiled for longer than this many of its warm calls,
-        the rest are skipped (they could not repay their compile in that many probes); None:
-        time every candidate.
+      payback_calls: once a candidate after the first compiled for longer than this many of its
+        warm calls, the rest are skipped (they could not repay their compile in that many
+        probes); None: time every candidate.
 
     Returns:
       :class:`StrategyChoice` ``(strategy, seconds, compile_seconds)``.
