@@ -137,6 +137,19 @@ def test_a_fast_candidate_skips_the_rest(zoo):
     probes.clear_strategy_cache()
 
 
+def test_fast_candidates_are_timed_until_a_second_is_spent(zoo):
+    """Calls of 0.125 s are timed in rounds until the fastest has run for 1 s in all (8 warm
+    calls); calls of 0.6 s only ``repeats`` (2) times; at most 20 rounds after the first warm
+    call."""
+    loss_fn, params, batch = zoo["mlp"]
+    for warm, calls in ((0.125, 8), (0.6, 2), (0.001, 21)):
+        seen: list = []
+        probes.choose_strategy(loss_fn, params, batch, STEPS, candidates=("host", "unroll"),
+                               timer=_forced("host", seen, fast=warm), skip_below=0)
+        assert seen.count("host") == 1 + calls and seen.count("unroll") == 1 + calls, warm
+    probes.clear_strategy_cache()
+
+
 def _compiling(seen: list, compile_seconds: float, warm: float):
     """A timer under which every layout's first call takes ``compile_seconds`` + ``warm`` and
     every later call ``warm`` seconds."""
@@ -159,11 +172,12 @@ def test_a_compile_the_runs_cannot_repay_skips_the_rest(zoo, warm, timed):
     seen: list = []
     choice = probes.choose_strategy(loss_fn, params, batch, STEPS,
                                     candidates=("host", "map", "unroll"),
-                                    timer=_compiling(seen, 3.0, warm))
+                                    timer=_compiling(seen, 3.0, warm), timing_seconds=0)
     assert seen == timed and choice.compile_seconds["host"] == pytest.approx(3.0)
     everything: list = []
     probes.choose_strategy(loss_fn, params, batch, STEPS, candidates=("host", "map", "unroll"),
-                           timer=_compiling(everything, 3.0, warm), payback_calls=None)
+                           timer=_compiling(everything, 3.0, warm), payback_calls=None,
+                           timing_seconds=0)
     assert everything == ["host", "host", "map", "map", "unroll", "unroll", "host", "map",
                           "unroll"]
     probes.clear_strategy_cache()

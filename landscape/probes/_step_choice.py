@@ -151,6 +151,13 @@ _PAYBACK_CALLS = 20
 #: chance that a burst of load on a shared machine decides the choice.
 _REPEATS = 2
 
+#: Seconds: after those rounds, more (round-robin, at most :data:`_MAX_ROUNDS` in all) until the
+#: fastest candidate's warm calls add up to this long — a 90 ms probe is timed about 11 times, as
+#: two samples of it differ by ±10 % here (the quick transformer: host 89 ms against map 97 ms in
+#: two calls each, 90 against 82 ms in medians of 15).
+_TIMING_SECONDS = 1.0
+_MAX_ROUNDS = 20
+
 
 class _Timings:
     """What has been timed of one shape: each layout's first result and first-call seconds, its
@@ -171,10 +178,13 @@ class _Timings:
 def _measure(candidates: Sequence[str], run: Callable[[str], StepProbe],
              timer: Callable[[str, Callable[[], Any]], float], skip_below: float,
              repeats: int, payback_calls: int | None = _PAYBACK_CALLS,
-             timed: _Timings | None = None) -> tuple[StrategyChoice, StepProbe]:
+             timed: _Timings | None = None, timing_seconds: float = _TIMING_SECONDS
+             ) -> tuple[StrategyChoice, StepProbe]:
     """Each candidate in turn called once (compile + run) and once more (run), until one runs in
     under ``skip_below`` seconds or one compiled for longer than ``payback_calls`` of its warm
-    calls; then ``repeats`` − 1 more warm rounds over the timed ones, round-robin. The payback
+    calls; then ``repeats`` − 1 more warm rounds over the timed ones, round-robin, and more
+    until the fastest one's warm calls add up to ``timing_seconds`` (:data:`_MAX_ROUNDS` at
+    most). The payback
     rule looks only at the alternatives: not at the first layout (it runs whatever the choice,
     so its compile is spent) nor at those already in ``timed`` (the host loop's trial,
     :func:`_measured`). The choice (fastest warm call of each) and the winner's first result."""
@@ -202,9 +212,15 @@ def _measure(candidates: Sequence[str], run: Callable[[str], StepProbe],
         timed.add_warm(strategy, timer(strategy, functools.partial(run, strategy)))
         if len(timed.warm) > 1:
             fresh.append(strategy)
-    for _ in range(repeats - 1 if len(timed.warm) > 1 else 0):
+    def timed_enough(rounds: int) -> bool:
+        fastest = min(timed.warm.values(), key=min)
+        return rounds >= repeats - 1 and (sum(fastest) >= timing_seconds or rounds >= _MAX_ROUNDS)
+
+    rounds = 0
+    while len(timed.warm) > 1 and not timed_enough(rounds):
         for strategy, times in timed.warm.items():
             times.append(timer(strategy, functools.partial(run, strategy)))
+        rounds += 1
     seconds = {strategy: min(times) for strategy, times in timed.warm.items()}
     best = min(seconds, key=seconds.__getitem__)
     return StrategyChoice(best, seconds, dict(timed.compile_seconds)), timed.results[best]
@@ -267,7 +283,8 @@ def choose_strategy(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: 
                     mesh: Mesh | None = None,
                     timer: Callable[[str, Callable[[], Any]], float] | None = None,
                     skip_below: float = _SKIP_BELOW_SECONDS, repeats: int = _REPEATS,
-                    payback_calls: int | None = _PAYBACK_CALLS) -> StrategyChoice:
+                    payback_calls: int | None = _PAYBACK_CALLS,
+                    timing_seconds: float = _TIMING_SECONDS) -> StrategyChoice:
     """Times :func:`step_probe` in each candidate layout and keeps the fastest for this shape.
 
     For each candidate s in turn: t₁(s) = the first call (trace, compile and run), t₂(s) = the
@@ -286,6 +303,9 @@ def choose_strategy(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: 
       skip_below: seconds; once a candidate's second call is faster, the rest are skipped (0:
         time every candidate).
       repeats: warm calls timed per candidate (≥ 1; more rounds only when two or more are timed).
+      timing_seconds: after ``repeats``, more warm rounds (20 in all at most) until the fastest
+        candidate's warm calls add up to this many seconds, so that fast probes are timed often
+        enough for their noise not to decide (0: exactly ``repeats``).
       payback_calls: once a candidate after the first compiled for longer than this many of its
         warm calls, the rest are skipped (they could not repay their compile in that many
         probes); None: time every candidate.
@@ -318,7 +338,9 @@ def choose_strategy(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: 
     choice, _ = _measure(candidates, lambda s: _run(s, options, args), timer or _wall_seconds,
                          skip_below, check_int("repeats", repeats),
                          None if payback_calls is None else check_int("payback_calls",
-                                                                      payback_calls))
+                                                                      payback_calls),
+                         timing_seconds=float(check_number("timing_seconds", timing_seconds,
+                                                           minimum=0)))
     _CHOICES[_choice_key(options, args)] = choice
     return choice
 
