@@ -184,10 +184,10 @@ def _measure(candidates: Sequence[str], run: Callable[[str], StepProbe],
     under ``skip_below`` seconds or one compiled for longer than ``payback_calls`` of its warm
     calls; then ``repeats`` − 1 more warm rounds over the timed ones, round-robin, and more
     until the fastest one's warm calls add up to ``timing_seconds`` (:data:`_MAX_ROUNDS` at
-    most). The payback
-    rule looks only at the alternatives: not at the first layout (it runs whatever the choice,
-    so its compile is spent) nor at those already in ``timed`` (the host loop's trial,
-    :func:`_measured`). The choice (fastest warm call of each) and the winner's first result."""
+    most). The payback rule looks only at the alternatives: not at the first layout (it runs
+    whatever the choice, so its compile is spent) nor at those already in ``timed`` (the host
+    loop's trial, :func:`_measured`). The choice (fastest warm call of each) and the winner's
+    first result."""
     timed = timed or _Timings()
     fresh: list[str] = []  # the alternatives timed here
 
@@ -212,6 +212,7 @@ def _measure(candidates: Sequence[str], run: Callable[[str], StepProbe],
         timed.add_warm(strategy, timer(strategy, functools.partial(run, strategy)))
         if len(timed.warm) > 1:
             fresh.append(strategy)
+
     def timed_enough(rounds: int) -> bool:
         fastest = min(timed.warm.values(), key=min)
         return rounds >= repeats - 1 and (sum(fastest) >= timing_seconds or rounds >= _MAX_ROUNDS)
