@@ -1,8 +1,9 @@
 """Probe costs on the three architecture families: VGG, ResNet and the transformer LM, in one run.
 
 For each model (float32, batch-statistics loss through the NNX bridge, one fixed training
-minibatch; medians over --reps after a warm-up call that compiles, round-robin over the functions
-so that load changes hit all of them alike):
+minibatch; medians over --reps rounds, or more for a fast model until the plain loop has run for
+--seconds (~100 ms timings differ by ±10 % between calls), after a warm-up call that compiles;
+round-robin over the functions so that load changes hit all of them alike):
 
 - ``grad``: one jitted gradient ``jax.jit(jax.grad(loss_fn))``;
 - ``loop``: a Python loop of jitted gradients computing what the probe computes — ``loop K+2``:
@@ -37,6 +38,7 @@ Models (``--only`` picks some):
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -139,11 +141,13 @@ def measure(name: str, args) -> dict:
                                                     num_iters=args.iters).eigenvalues
     first = {k: timed(f) for k, f in fns.items()}
     times = {k: [] for k in fns}
-    for _ in range(args.reps):
+    # a fast model gets more rounds: at least --seconds of the plain loop in all
+    reps = max(args.reps, math.ceil(args.seconds / timed(fns["loop K+2"])))
+    for _ in range(reps):
         for k, f in fns.items():
             times[k].append(timed(f))
     n = sum(int(np.size(x)) for x in jax.tree.leaves(params))
-    return {"name": name, "desc": desc, "params": n, "first": first, "choice": choice,
+    return {"name": name, "desc": desc, "params": n, "first": first, "choice": choice, "reps": reps,
             "choose_seconds": choose_seconds,
             "median": {k: statistics.median(v) for k, v in times.items()}}
 
@@ -160,7 +164,7 @@ def report(results: list[dict], args) -> None:
     load = os.getloadavg()
     print(f"\nbackend {jax.default_backend()}, {os.cpu_count()} CPU cores, load average "
           f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}, K = {args.K}, λ_max: "
-          f"{args.iters} Lanczos steps, medians of {args.reps} after compile\n")
+          f"{args.iters} Lanczos steps, medians of ≥ {args.reps} rounds (≥ {args.seconds:g} s of the plain loop) after compile\n")
     print("| model | params | grad ms | loop K+2 / K+1 ms | " + " | ".join(
         f"{s} ms (compile s)" for s in args.strategies) + " | auto → pick | auto ÷ loop K+2 "
           "| fused auto ÷ loop K+1 | floor, gradients | λ_max ms | λ_max ÷ grad |")
@@ -169,7 +173,7 @@ def report(results: list[dict], args) -> None:
         m, g = r["median"], r["median"]["grad"]
         cells = " | ".join(f"{1e3 * m[f'probe {s}']:.0f} ({compile_seconds(r, s):.1f})"
                            for s in args.strategies)
-        print(f"| {r['name']} ({r['desc']}) | {r['params']:,} | {1e3 * g:.1f} | "
+        print(f"| {r['name']} ({r['desc']}; {r['reps']} rounds) | {r['params']:,} | {1e3 * g:.1f} | "
               f"{1e3 * m['loop K+2']:.0f} / {1e3 * m['loop K+1']:.0f} | {cells} | "
               f"{r['choice'].strategy} | {m['auto'] / m['loop K+2']:.2f} | "
               f"{m['auto fused'] / m['loop K+1']:.2f} | "
@@ -188,6 +192,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=list(MODELS), choices=MODELS)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=4.0,
+                        help="more rounds for a fast model: until the plain loop has run this long")
     parser.add_argument("--K", type=int, default=8, help="step sizes of the probe")
     parser.add_argument("--iters", type=int, default=20, help="Lanczos steps of λ_max")
     parser.add_argument("--batch", type=int, default=128, help="CNN batch size")
