@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "2,4,8,16)")
     rep.add_argument("--norms", help="transformer-norms: the normalizations of the training grid, "
                                      "each Pre-LN and Post-LN (default layer,rms,dyt,none)")
+    rep.add_argument("--grid", type=_positive_int,
+                     help="surfaces: points per axis of the 2-D slices (default 21; the paper "
+                          "preset 51, Li et al.)")
     _add_training_flags(rep, default_out=None)
 
     cmp_ = sub.add_parser("compare", help="compare normalization schemes with matched seeds")
@@ -258,6 +261,10 @@ def _figure_options(args: argparse.Namespace) -> dict[str, Any]:
             extra["xiong"] = {"depths": args.depths}
         else:
             raise UsageError("--depths applies to skip and transformer-norms")
+    if args.grid is not None:
+        if args.figure != "surfaces":
+            raise UsageError("--grid applies to surfaces (and to analyze)")
+        extra["grid"] = args.grid
     return extra
 
 

@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from landscape.cli import main
-from images import is_blank
 
 TINY = ["--dataset", "synthetic", "--width", "0.125", "--steps", "4", "--probe-every", "2",
         "--num-step-sizes", "2", "--batch-size", "32", "--checkpoint-every", "2", "--no-progress"]
@@ -51,14 +50,16 @@ def _error(capsys, argv):
     (["reproduce", "skip", "--depths", "8,x"], "expected positive integers like 2,4,8"),
     (["reproduce", "transformer-norms", "--depths", "0,2"], "expected positive integers"),
     (["reproduce", "transformer-norms", "--norms", "batch"], "norms: batch"),
+    (["reproduce", "fig4", "--grid", "5"], "--grid applies to surfaces"),
+    (["reproduce", "surfaces", "--grid", "0"], "positive integer"),
 ])
 def test_bad_flags(capsys, argv, needle):
     assert needle in _error(capsys, argv)
 
 
-def test_depths_and_norms_reach_the_experiment(monkeypatch, tmp_path):
-    """``--depths`` picks skip's ResNets and transformer-norms' Xiong depths, ``--norms`` its grid
-    (the experiment is built, not run)."""
+def test_depths_norms_and_grid_reach_the_experiment(monkeypatch, tmp_path):
+    """``--depths`` picks skip's ResNets and transformer-norms' Xiong depths, ``--norms`` its grid,
+    ``--grid`` the surfaces' slices (the experiment is built, not run)."""
     from landscape import reproduce
 
     built = []
@@ -69,6 +70,8 @@ def test_depths_and_norms_reach_the_experiment(monkeypatch, tmp_path):
                  "--out", str(tmp_path / "t")]) == 0
     assert built[-1].options["xiong"]["depths"] == [1, 3]
     assert {c[1] for c in built[-1].options["configs"]} == {"rms", "dyt"}
+    assert main(["reproduce", "surfaces", "--grid", "7", "--out", str(tmp_path / "g")]) == 0
+    assert built[-1].options["grid"] == 7
 
 
 def test_missing_cifar_folder(capsys, tmp_path):
@@ -103,32 +106,6 @@ def test_batch_larger_than_dataset(capsys, tmp_path):
 def test_plot_and_report_errors(capsys, tmp_path):
     assert "no such run folder" in _error(capsys, ["plot", str(tmp_path / "missing")])
     assert "not a landscape run folder" in _error(capsys, ["report", str(tmp_path)])
-
-
-@pytest.mark.slow
-def test_tiny_fig4_end_to_end_and_refusal(capsys, tmp_path):
-    out = tmp_path / "fig4"
-    assert main(["reproduce", "fig4", *TINY, "--out", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    for label in ("batchnorm", "vanilla"):
-        entry = summary["models"][label]
-        n = len(entry["steps"])
-        assert n == 2
-        for key in ("loss_min", "loss_max", "grad_change_min", "grad_change_max", "effective_beta",
-                    "grad_norm"):
-            assert len(entry[key]) == n
-        assert {"train_loss", "test_accuracy"} <= set(entry)
-    assert not is_blank(out / "fig4.png") and (out / "fig4.pdf").stat().st_size > 0
-    before = (out / "summary.json").read_text()
-    # a different configuration in the same folder is refused and nothing is touched
-    line = _error(capsys, ["reproduce", "fig4", *TINY, "--lr", "0.05", "--out", str(out)])
-    assert "--overwrite" in line
-    assert (out / "summary.json").read_text() == before
-    # plot and report redraw from the records
-    assert main(["plot", str(out)]) == 0
-    assert main(["report", str(out)]) == 0
-    page = (out / "report.html").read_text()
-    assert "data:image/png;base64," in page and "batchnorm" in page
 
 
 def test_console_script_exit_code(tmp_path):

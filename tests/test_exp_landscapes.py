@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +17,6 @@ from landscape.experiments.base import aggregate_over_seeds
 from landscape.experiments.compare import COMPARE_METRICS
 from landscape.experiments.dln import DLN_PRESETS, dln_experiment
 from landscape.experiments.fig3 import clip_blocks, fig3_experiment, ics_measurement
-from landscape.experiments.fig5 import FIG5_NORMS, fig5_experiment
 from landscape.models import build_model
 from landscape.probes import block_masks, internal_covariate_shift, param_paths
 from images import is_blank
@@ -240,27 +238,12 @@ def test_fig3_end_to_end(tmp_path):
     json.dumps(json.loads((tmp_path / "summary.json").read_text()))
 
 
-@pytest.mark.slow
-def test_fig5_end_to_end(tmp_path):
-    summary = run_experiment(fig5_experiment("quick", **NO_EVAL), tmp_path, progress=False)
-    assert set(summary["models"]) == set(FIG5_NORMS)
-    assert summary["models"]["lpinf"]["norm"] == "lpinf"
-    assert len(summary["models"]["lp1"]["effective_beta"]) == 2
-    assert "comparison" in summary  # batchnorm vs vanilla
-    _figures_ok(tmp_path, ["fig5", "fig5_probes"])
-
-
-@pytest.mark.slow
-def test_dln_end_to_end(tmp_path):
-    exp = dln_experiment("quick", steps=5, probe_every=2, num_step_sizes=2, eval_every=0)
-    cfg = exp.runs["vanilla"]
+def test_dln_builder():
+    """The DLN's own data and step-size range (its run end to end: the README command,
+    tests/test_readme_commands.py::TestReproduceDln)."""
+    cfg = dln_experiment("quick", steps=5, probe_every=2, num_step_sizes=2).runs["vanilla"]
     assert (cfg.dataset, cfg.model) == ("dln", "dln")
     assert (cfg.step_size_lo, cfg.step_size_hi) == (0.01, 30.0)
-    summary = run_experiment(exp, tmp_path, progress=False)
-    assert set(summary["models"]) == {"batchnorm", "vanilla"}
-    assert summary["models"]["vanilla"]["steps"] == [0, 2, 4]
-    assert all(math.isfinite(v) for v in summary["models"]["vanilla"]["effective_beta"])
-    _figures_ok(tmp_path, ["dln"])
     with pytest.raises(ConfigError, match="dataset"):
         dln_experiment("quick", dataset="synthetic")
 

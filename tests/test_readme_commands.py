@@ -40,7 +40,7 @@ DLN_TINY = ["--steps", "2", "--num-step-sizes", "2", "--probe-every", "1", "--ch
             "2", "--no-progress"]
 EOS_TINY = ["--steps", "2", "--checkpoint-every", "2", "--no-progress"]
 #: surfaces' PCA plane needs two checkpoints besides θ₀ (one leaves a single direction).
-SURFACES_TINY = [*NO_PROBES, "--checkpoint-every", "1"]
+SURFACES_TINY = [*NO_PROBES, "--checkpoint-every", "1", "--grid", "5"]
 
 #: The transformer on --dataset text (the default corpus, context 64), one tiny layer.
 TRANSFORMER_TINY = ["--steps", "2", "--batch-size", "4", "--layers", "1", "--d-model", "16",
@@ -347,6 +347,149 @@ class TestReproduceBlockwise(_Command):
         assert not is_blank(out / "blockwise.png")
 
 
+def _figures_written(out: Path, names: list[str]) -> None:
+    for name in names:
+        assert (out / f"{name}.pdf").stat().st_size > 0 and not is_blank(out / f"{name}.png"), name
+
+
+def _check_activations(run, name: str, labels: list[str]) -> dict:
+    """An activation experiment's folder: its three figures, every model's final loss and
+    activation percentiles (p15 ≤ p50 ≤ p85 at every measured step, the first at step 0)."""
+    out, summary = _summary(run)
+    assert summary["experiment"] == name and list(summary["models"]) == labels
+    _figures_written(out, [name, f"{name}_training", f"{name}_activations"])
+    for label, entry in summary["models"].items():
+        assert np.isfinite(entry["train_loss"]) and "diverged_at_step" in entry, label
+        acts = entry["activations"]
+        assert acts["steps"][0] == 0
+        p15, p50, p85 = (np.asarray(acts[k]) for k in ("p15", "p50", "p85"))
+        assert p15.shape == p50.shape == p85.shape == (len(acts["steps"]),)
+        assert np.all(p15 <= p50) and np.all(p50 <= p85), label
+    return summary
+
+
+class TestReproduceFig2(_Command):
+    """``landscape reproduce fig2``: standard, BN and noisy BN, their activations and figures."""
+
+    command = "landscape reproduce fig2"
+
+    @pytest.mark.slow
+    def test_activations_and_figures(self, run):
+        _check_activations(run, "fig2", ["standard", "batchnorm", "noisy batchnorm"])
+
+
+class TestReproduceIoffeFig1(_Command):
+    """``landscape reproduce ioffe-fig1``: one unit's input distribution with and without BN."""
+
+    command = "landscape reproduce ioffe-fig1"
+
+    @pytest.mark.slow
+    def test_activations_and_figures(self, run):
+        summary = _check_activations(run, "ioffe-fig1", ["without BN", "with BN"])
+        assert {e["activations"]["unit"] for e in summary["models"].values()} == {0}
+
+
+class TestReproduceSurfaces(_Command):
+    """``landscape reproduce surfaces`` (checkpoints at steps 1 and 2): files, summary keys, and
+    the centre of each slice is the trained model's loss on the surface batch."""
+
+    command = "landscape reproduce surfaces"
+
+    @pytest.mark.slow
+    def test_surfaces_and_their_centre(self, run):
+        import jax.numpy as jnp
+
+        from landscape import bridge
+        from landscape.data import batch_at, make_synthetic
+        from landscape.probes import load_surface
+        from landscape.train import restore_model
+
+        out, summary = _summary(run)
+        n = int(SURFACES_TINY[SURFACES_TINY.index("--grid") + 1])
+        assert set(summary["models"]) == {"batchnorm", "vanilla"}
+        for label, entry in summary["models"].items():
+            for key in ("train_loss", "surface_min", "surface_max", "ring_increase_0.5",
+                        "interpolation_monotone", "pca_explained_variance", "loss_at_centre"):
+                assert key in entry, key
+            assert entry["checkpoint_steps"] == [1, 2] and entry["mode"] == "batch_stats"
+            assert 0 < sum(entry["pca_explained_variance"]) <= 1 + 1e-9
+            surface, record = load_surface(out / "surfaces" / f"{label}_random2d")
+            assert record["meta"]["mode"] == "batch_stats" and surface.loss.shape == (n, n)
+            # the surface batch is the last step's (2); float32, rtol 1e-5: the same program
+            model = restore_model(out / label)
+            _, params, state = bridge.split(model)
+            x, y = batch_at(make_synthetic(seed=0), 2, 16, seed=0)
+            loss = float(bridge.make_loss_fn(model)(
+                params, bridge.make_batch(jnp.asarray(x), jnp.asarray(y), state)))
+            assert np.isclose(surface.loss[n // 2, n // 2], loss, rtol=1e-5)
+            assert np.isclose(entry["loss_at_centre"], loss, rtol=1e-5)
+            line, _ = load_surface(out / "surfaces" / f"{label}_interpolation")
+            assert np.isclose(np.interp(1.0, line.coords[0], line.loss), loss, rtol=1e-4)
+        assert isinstance(summary["comparison"], str) and "BN" in summary["comparison"]
+        for name in ("surfaces.png", "interpolation.png", "surface_batchnorm.png",
+                     "pca_vanilla.png"):
+            assert not is_blank(out / name), name
+
+
+class TestReproduceTheory(_Command):
+    """``landscape reproduce theory``: Theorems 4.1/4.2 at every BN layer, the table, the figure,
+    and the figure redrawn from the checkpoint and records alone."""
+
+    command = "landscape reproduce theory"
+
+    @pytest.mark.slow
+    def test_theorems_table_and_replot(self, run):
+        from landscape.reproduce import replot
+
+        out, summary = _summary(run)
+        rows = summary["theory"]
+        assert [r["layer"] for r in rows] == ["block0", "block1", "block2", "block3"]
+        for r in rows:
+            assert r["thm41_fraction_holds"] == 1.0  # the corrected bound holds at every unit
+            assert r["thm41_max_rel_gap"] < 1e-3  # float32 equality up to ε = 1e-5 effects
+            assert r["thm42_units"] == 8  # the experiment's default
+        assert sum(r["thm41_printed_violations"] for r in rows) > 0  # the 1/√m misprint fails
+        assert "| block0 |" in (out / "theory.md").read_text()
+        assert not is_blank(out / "theory.png")
+        (out / "theory.png").unlink()
+        assert out / "theory.png" in replot(out)  # redrawn from checkpoint + records
+
+
+class TestReproduceFig5(_Command):
+    """``landscape reproduce fig5``: every ℓp norm probed at both steps, the comparison, figures."""
+
+    command = "landscape reproduce fig5"
+
+    @pytest.mark.slow
+    def test_every_norm_probed(self, run):
+        from landscape.experiments.fig5 import FIG5_NORMS
+
+        out, summary = _summary(run)
+        assert set(summary["models"]) == set(FIG5_NORMS)
+        assert summary["models"]["lpinf"]["norm"] == "lpinf"
+        for label, m in summary["models"].items():
+            assert m["steps"] == [0, 1] and len(m["effective_beta"]) == 2, label
+        assert "comparison" in summary  # batchnorm vs vanilla
+        _figures_written(out, ["fig5", "fig5_probes"])
+
+
+class TestReproduceDln(_Command):
+    """``landscape reproduce dln``: the deep linear network with and without BN, probed."""
+
+    command = "landscape reproduce dln"
+
+    @pytest.mark.slow
+    def test_both_networks_probed(self, run):
+        out, summary = _summary(run)
+        assert set(summary["models"]) == {"batchnorm", "vanilla"}
+        for m in summary["models"].values():
+            assert m["steps"] == [0, 1] and all(math.isfinite(v) for v in m["effective_beta"])
+        config = json.loads((out / "experiment.json").read_text())["runs"]["vanilla"]
+        assert (config["dataset"], config["model"]) == ("dln", "dln")
+        assert (config["step_size_lo"], config["step_size_hi"]) == (0.01, 30.0)
+        _figures_written(out, ["dln"])
+
+
 class TestReproduceFig4:
     """``landscape reproduce fig4``, then plot, report and analyze on its folder."""
 
@@ -360,6 +503,29 @@ class TestReproduceFig4:
         check_training_command(FIG4, *fig4_run)
 
     @pytest.mark.slow
+    def test_records_and_a_changed_configuration_refused(self, fig4_run, capsys):
+        """Every probe field at both steps, the figure; the same command with another
+        ``--lr`` in the finished folder is refused (one line, exit 2) and nothing is touched."""
+        from landscape.cli import main
+
+        out, _ = fig4_run
+        summary = json.loads((out / "summary.json").read_text())
+        for label in ("batchnorm", "vanilla"):
+            entry = summary["models"][label]
+            assert entry["steps"] == [0, 1]
+            for key in ("loss_min", "loss_max", "grad_change_min", "grad_change_max",
+                        "effective_beta", "grad_norm"):
+                assert len(entry[key]) == 2, key
+            assert {"train_loss", "test_accuracy"} <= set(entry)
+        assert not is_blank(out / "fig4.png") and (out / "fig4.pdf").stat().st_size > 0
+        before = (out / "summary.json").read_text()
+        argv = [*shlex.split(FIG4)[1:], *TINY_FLAGS[FIG4], "--lr", "0.05", "--out", str(out)]
+        assert main(argv) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and err[0].startswith("error: ") and "--overwrite" in err[0], err
+        assert (out / "summary.json").read_text() == before
+
+    @pytest.mark.slow
     def test_plot_report_analyze_on_the_finished_run(self, fig4_run):
         out, _ = fig4_run
 
@@ -370,7 +536,9 @@ class TestReproduceFig4:
         written = run("landscape plot RUN_DIR").stdout.splitlines()
         assert str(out / "fig4.png") in written and all(Path(p).is_file() for p in written)
         report = Path(run("landscape report RUN_DIR").stdout.strip())
-        assert report == out / "report.html" and "data:image/png;base64," in report.read_text()
+        page = report.read_text()
+        assert report == out / "report.html" and "batchnorm" in page
+        assert "data:image/png;base64," in page
         lines = run("landscape analyze RUN_DIR").stdout.splitlines()
         for label in ("batchnorm", "vanilla"):
             assert f"wrote {out / label / 'analysis'}/" in lines
