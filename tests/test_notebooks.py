@@ -15,7 +15,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 @pytest.mark.parametrize("name", ["fig4_reproduction", "normalization_zoo",
                                   "curvature_and_surfaces", "normalization_in_transformers"])
 def test_notebook_executes(name, tmp_path, monkeypatch):
-    monkeypatch.setenv("LANDSCAPE_NB_STEPS", "4")
+    monkeypatch.setenv("LANDSCAPE_NB_STEPS", "2")  # probes at steps 0 and 2, checkpoints 0–2
     monkeypatch.setenv("LANDSCAPE_NB_PROBE_EVERY", "2")
     monkeypatch.setenv("LANDSCAPE_NB_SEEDS", "1")
     monkeypatch.setenv("LANDSCAPE_NB_DATASET", "synthetic")
