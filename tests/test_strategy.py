@@ -261,9 +261,10 @@ def test_map_is_a_candidate_only_without_convolutions(zoo):
                                        None, length=2)[0]
     assert _strategy._convolves(nested, params, batch)
     if jax.default_backend() == "cpu":
-        assert _strategy._point_candidates(None, False, convolves=False) == ("host", "map", "unroll")
-        assert _strategy._point_candidates(None, False, convolves=True) == ("host", "unroll")
-    assert _strategy._point_candidates(2, False) == ("vmap",)
+        assert _strategy._point_candidates(None, False, lambda: False) == ("host", "map", "unroll")
+        assert _strategy._point_candidates(None, False, lambda: True) == ("host", "unroll")
+    # with a chunk size the static rule, and the loss is not traced to find out
+    assert _strategy._point_candidates(2, False, lambda: pytest.fail("traced")) == ("vmap",)
 
 
 # ----------------------------------------------------------------------------------------------

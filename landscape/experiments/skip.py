@@ -27,7 +27,8 @@ Quick preset: resnet8 and resnet14 (1 and 2 blocks per stage) at width 0.25 (4/8
 MNIST-5k, SGD with momentum 0.9, lr 0.05, weight decay 5e-4, batch 32, 100 steps, probes (``host``:
 a loop of one compiled gradient, not K + 2 in one program; on ResNet-20 w0.25 a ``lax.map`` of the
 points ran 18.6 s a probe against 5.0 s for the loop, benchmarks/bench_architectures.py) and λ_max
-(8 Lanczos steps) every 25; 9×9 slices on [−1, 1]², 5×5 convexity maps with 8 Lanczos steps on 16 examples. Li et al.: CIFAR-10, ResNet-20/56/110 at full width, 300 epochs, 51×51 grids — the
+(8 Lanczos steps) every 25; 9×9 slices on [−1, 1]², 5×5 convexity maps with 8 Lanczos steps on 16
+examples. Li et al.: CIFAR-10, ResNet-20/56/110 at full width, 300 epochs, 51×51 grids — the
 "paper" preset (resnet20/56/110, He et al.'s 64 000 steps with lr ÷ 10 at 50 % and 75 %), hours
 to days on a CPU.
 """

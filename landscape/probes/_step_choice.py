@@ -52,7 +52,7 @@ from landscape.probes._step import (DEFAULT_FLOOR_FACTOR, StepProbe, _step_probe
                                     step_probe_fn)
 from landscape.probes._step_host import host_step_probe
 from landscape.probes._strategy import (_convolves, _point_candidates,
-                                        _resolve_point_strategy)
+                                        _resolve_point_strategy, _static_point_strategy)
 from landscape.probes._types import LossFn, PyTree
 
 __all__ = ["StrategyChoice", "choose_strategy", "clear_strategy_cache", "make_step_probe",
@@ -239,24 +239,14 @@ _TRIAL_COMPILES = 3.0
 _TRIALS: dict[tuple, _Timings] = {}
 
 
-def _trial_over(trial: _Timings, skip_below: float) -> bool:
-    """Whether the host loop's trial has ended: a warm call ran under ``skip_below`` seconds
-    (nothing to gain elsewhere), or its warm calls add up to :data:`_TRIAL_COMPILES` × its
-    compile seconds (the shape is probed often)."""
-    warm = trial.warm.get("host")
-    return bool(warm) and (min(warm) < skip_below
-                           or sum(warm) >= _TRIAL_COMPILES * trial.compile_seconds["host"])
-
-
 def _measured(options: _Options, args: tuple) -> StepProbe:
     """``"auto"`` on concrete arrays: the shape's recorded choice; else the host loop on trial,
     timed; once the trial is over, the other candidates timed too and the fastest recorded."""
     key = _choice_key(options, args)
     if key in _CHOICES:
         return _run(_CHOICES[key].strategy, options, args)
-    static = _point_candidates(options.chunk_size, options.mesh is not None)
-    if len(static) == 1:
-        return _run(static[0], options, args)
+    if options.chunk_size is not None or options.mesh is not None:  # nothing to measure
+        return _run(_static_point_strategy(options.chunk_size), options, args)
     trial = _TRIALS.setdefault(key, _Timings())
     out: list[StepProbe] = []
     seconds = _wall_seconds("host", lambda: out.append(_run("host", options, args)) or out[0])
@@ -264,13 +254,16 @@ def _measured(options: _Options, args: tuple) -> StepProbe:
         trial.first_seconds["host"] = seconds
         return out[0]
     trial.add_warm("host", seconds)
-    if not _trial_over(trial, _SKIP_BELOW_SECONDS):
+    # the trial ends on a warm call under skip_below (a tiny model: "host" is kept, nothing else is
+    # compiled or traced) or once the warm calls add up to _TRIAL_COMPILES × the host compile
+    warm = trial.warm["host"]
+    fast = min(warm) < _SKIP_BELOW_SECONDS
+    if not fast and sum(warm) < _TRIAL_COMPILES * trial.compile_seconds["host"]:
         return out[0]
     trial.results["host"] = out[0]
     del _TRIALS[key]
-    fast = min(trial.warm["host"]) < _SKIP_BELOW_SECONDS  # then nothing else is timed (or traced)
-    candidates = ("host",) if fast else _point_candidates(None, False,
-                                                          _convolves(options.loss_fn, *args[:2]))
+    candidates = ("host",) if fast else _point_candidates(
+        None, False, functools.partial(_convolves, options.loss_fn, *args[:2]))
     _CHOICES[key], best = _measure(candidates, lambda s: _run(s, options, args), _wall_seconds,
                                    _SKIP_BELOW_SECONDS, _REPEATS, timed=trial)
     return best
@@ -328,7 +321,7 @@ def choose_strategy(loss_fn: LossFn, params: PyTree, batch: PyTree, step_sizes: 
     args = (params, batch, step_sizes, direction, value_and_grad)
     if candidates is None:
         candidates = _point_candidates(chunk_size, mesh is not None,
-                                       _convolves(loss_fn, params, batch))
+                                       functools.partial(_convolves, loss_fn, params, batch))
     candidates = tuple(candidates)
     if not candidates or "auto" in candidates:
         raise ValueError(f"candidates must be concrete layouts, not {candidates!r}.")

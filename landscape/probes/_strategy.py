@@ -98,17 +98,18 @@ def _static_point_strategy(chunk_size: int | None) -> str:
 
 
 def _point_candidates(chunk_size: int | None, points_mesh: bool,
-                      convolves: bool = True) -> tuple[str, ...]:
+                      convolves: Callable[[], bool]) -> tuple[str, ...]:
     """The layouts ``"auto"`` times on concrete arrays: on CPU ``("host", "map", "unroll")``, or
-    ``("host", "unroll")`` when the loss ``convolves`` (:func:`_convolves`; XLA:CPU runs a
-    convolution inside a loop about 10× slower, STACK.md, so ``"map"`` would only waste its
-    timing runs); ``("vmap", "host")`` on GPU/TPU; only the static rule with a chunk size or a
-    points mesh (the host loop evaluates one point at a time on every device)."""
+    ``("host", "unroll")`` when ``convolves()`` (the loss contains a convolution,
+    :func:`_convolves`, asked only here: XLA:CPU runs a convolution inside a loop about 10×
+    slower, STACK.md, so ``"map"`` would only waste its timing runs); ``("vmap", "host")`` on
+    GPU/TPU; only the static rule with a chunk size or a points mesh (the host loop evaluates one
+    point at a time on every device)."""
     if chunk_size is not None or points_mesh:
         return (_static_point_strategy(chunk_size),)
     if jax.default_backend() != "cpu":
         return ("vmap", "host")
-    return ("host", "unroll") if convolves else ("host", "map", "unroll")
+    return ("host", "unroll") if convolves() else ("host", "map", "unroll")
 
 
 def _convolves(loss_fn: Callable, params: Any, batch: Any) -> bool:
