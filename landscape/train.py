@@ -28,7 +28,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import jax
 from flax import nnx
 
 from landscape import bridge
