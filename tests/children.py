@@ -1,4 +1,4 @@
-"""Child processes that run compute-heavy user code (examples, notebooks, README blocks).
+"""Child processes that run compute-heavy user code (examples, README blocks).
 
 The suite compiles for compile speed (:data:`FAST_COMPILE`, set by conftest.py): right for its
 tiny models, where compilation is the time, but a child that runs many steps of a real-sized
