@@ -18,12 +18,12 @@
   it): on the suite's tiny models compilation is most of a test's time and the optimised machine
   code buys nothing (``landscape reproduce spectrum`` on its tiny setting: 39.6 s → 16.9 s on 2
   cores; the numbers are in children.py). Set here, before JAX starts a backend, they reach the
-  child processes (README commands, notebook kernels, the 4-device checks) through the environment. The HLO passes
-  are unchanged; results differ from an optimised build only by rounding (no fused multiply-add:
-  float32 records agree to ~1e-6 relative), which is inside every tolerance here, and each
-  comparison runs both sides the same way. Unoptimised code runs several
-  times slower, so user code that runs real-sized models for many steps (the README's probe
-  example, two examples) runs in a child process at full optimisation
+  child processes (README commands, notebook kernels, the 4-device checks) through the
+  environment. The HLO passes are unchanged; results differ from an optimised build only by
+  rounding (no fused multiply-add: float32 records agree to ~1e-6 relative), which is inside
+  every tolerance here, and each comparison runs both sides the same way. Unoptimised code runs
+  several times slower, so user code that runs real-sized models for many steps (the README's
+  probe example, two examples) runs in a child process at full optimisation
   (``tests/children.py``).
 """
 
