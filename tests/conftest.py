@@ -22,9 +22,9 @@
   environment. The HLO passes are unchanged; results differ from an optimised build only by
   rounding (no fused multiply-add: float32 records agree to ~1e-6 relative), which is inside
   every tolerance here, and each comparison runs both sides the same way. Unoptimised code runs
-  several times slower, so user code that runs real-sized models for many steps (the README's
-  probe example, two examples) runs in a child process at full optimisation
-  (``tests/children.py``).
+  slower, so user code that runs real-sized models for many steps (the README's probe example,
+  examples/attach_probes.py) runs in a child process with LLVM's optimisation on
+  (``tests/children.runtime_env``).
 """
 
 import os

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from children import optimised_env
+from children import child_env, runtime_env
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def _python(script: Path, cwd: Path) -> str:
-    """``python SCRIPT`` as a user runs it (a process of its own, optimised code); its stdout."""
-    proc = subprocess.run([sys.executable, str(script)], cwd=cwd, env=optimised_env(),
+def _python(script: Path, cwd: Path, env: dict[str, str]) -> str:
+    """``python SCRIPT`` as a user runs it (a process of its own); its stdout."""
+    proc = subprocess.run([sys.executable, str(script)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
@@ -22,7 +22,7 @@ def _python(script: Path, cwd: Path) -> str:
 
 @pytest.mark.slow
 def test_custom_model_example(tmp_path):
-    out = _python(EXAMPLES / "custom_model.py", tmp_path)
+    out = _python(EXAMPLES / "custom_model.py", tmp_path, child_env(drop=()))  # tiny: compiles
     assert "batch_stats" in out and "running_average" in out
     assert "running statistics unchanged by probing: True" in out
 
@@ -63,7 +63,7 @@ def test_plain_jax_example(tmp_path, capsys, monkeypatch):
 @pytest.mark.slow
 def test_attach_probes_example(tmp_path):
     """The own-loop form: hooks.step in a hand-written NNX loop, the Figure-4 figure drawn."""
-    out = _python(EXAMPLES / "attach_probes.py", tmp_path)
+    out = _python(EXAMPLES / "attach_probes.py", tmp_path, runtime_env())
     assert out.count("effective beta") == 12 and (tmp_path / "runs/attach/fig4.png").exists()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from children import optimised_env
+from children import runtime_env
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -41,7 +41,7 @@ def test_readme_python_examples_run(capsys, tmp_path, monkeypatch):
     assert (tmp_path / "runs/readme/probes.jsonl").exists()
 
     proc = subprocess.run([sys.executable, "-c", blocks[1] + _CHECK], cwd=tmp_path,
-                          env=optimised_env(), capture_output=True, text=True, timeout=900)
+                          env=runtime_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     *printed, last = proc.stdout.splitlines()
     got = json.loads(last)
