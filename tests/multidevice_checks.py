@@ -26,12 +26,13 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
 
 from landscape import bridge, parallel, probes  # noqa: E402
 from landscape.config import ConfigError, TrainConfig  # noqa: E402
 from landscape.engine import train  # noqa: E402
 from landscape.engine.hooks import Schedule, StepProbeHook  # noqa: E402
-from landscape.models import build_model  # noqa: E402
+from landscape.models import VGG  # noqa: E402
 from landscape.records import read_records  # noqa: E402
 
 # The engine runs use a BN MLP (fast to compile; its BatchNorm statistic is the global-batch one
@@ -171,8 +172,8 @@ def check_fit(out: Path) -> dict[str, float]:
 def check_functions(result: dict) -> None:
     """The probes as functions, float64: data layout (sharded batch), points layout (mesh)."""
     with jax.enable_x64(True):
-        model = build_model("vgg5", width=0.125, norm="batch", input_shape=(8, 8, 1),
-                            num_classes=3)
+        model = VGG((32, "M", 32), width=0.125, norm="batch", input_shape=(8, 8, 1),
+                    num_classes=3, rngs=nnx.Rngs(0))  # two conv + BN blocks, 4 channels
         bridge.cast(model, "float64")
         _, params, state = bridge.split(model)
         rng = np.random.default_rng(0)
