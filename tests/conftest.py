@@ -58,9 +58,11 @@ def x64():
         yield
 
 
-#: Files that take a minute or more on 2 cores (child processes, notebooks, end-to-end runs).
-_LONGEST_FIRST = ("test_readme_commands.py", "test_parallel.py", "test_notebooks.py", "test_reliability.py", "test_readme.py",
-                  "test_cli.py", "test_analyze.py", "test_exp_landscapes.py")
+#: Files that take half a minute or more on 2 cores (child processes, notebooks, end-to-end
+#: runs), longest first.
+_LONGEST_FIRST = ("test_readme_commands.py", "test_parallel.py", "test_examples.py",
+                  "test_reliability.py", "test_notebooks.py", "test_readme.py", "test_figures.py",
+                  "test_curvature.py", "test_cli.py", "test_analyze.py", "test_exp_landscapes.py")
 
 
 def pytest_collection_modifyitems(config, items):
