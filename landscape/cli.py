@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "each Pre-LN and Post-LN (default layer,rms,dyt,none)")
     rep.add_argument("--grid", type=_positive_int,
                      help="surfaces: points per axis of the 2-D slices (default 21; the paper "
-                          "preset 51, Li et al.)")
+                          "preset 51, Li et al.); skip: of its slices and of the convexity map "
+                          "(default 9 and 5; paper 51 and 21)")
     _add_training_flags(rep, default_out=None)
 
     cmp_ = sub.add_parser("compare", help="compare normalization schemes with matched seeds")
@@ -262,9 +263,12 @@ def _figure_options(args: argparse.Namespace) -> dict[str, Any]:
         else:
             raise UsageError("--depths applies to skip and transformer-norms")
     if args.grid is not None:
-        if args.figure != "surfaces":
-            raise UsageError("--grid applies to surfaces (and to analyze)")
-        extra["grid"] = args.grid
+        if args.figure == "surfaces":
+            extra["grid"] = args.grid
+        elif args.figure == "skip":
+            extra["grid"] = extra["convexity_grid"] = args.grid
+        else:
+            raise UsageError("--grid applies to surfaces and skip (and to analyze)")
     return extra
 
 

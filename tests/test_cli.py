@@ -50,7 +50,7 @@ def _error(capsys, argv):
     (["reproduce", "skip", "--depths", "8,x"], "expected positive integers like 2,4,8"),
     (["reproduce", "transformer-norms", "--depths", "0,2"], "expected positive integers"),
     (["reproduce", "transformer-norms", "--norms", "batch"], "norms: batch"),
-    (["reproduce", "fig4", "--grid", "5"], "--grid applies to surfaces"),
+    (["reproduce", "fig4", "--grid", "5"], "--grid applies to surfaces and skip"),
     (["reproduce", "surfaces", "--grid", "0"], "positive integer"),
 ])
 def test_bad_flags(capsys, argv, needle):
@@ -59,7 +59,8 @@ def test_bad_flags(capsys, argv, needle):
 
 def test_depths_norms_and_grid_reach_the_experiment(monkeypatch, tmp_path):
     """``--depths`` picks skip's ResNets and transformer-norms' Xiong depths, ``--norms`` its grid,
-    ``--grid`` the surfaces' slices (the experiment is built, not run)."""
+    ``--grid`` the surfaces' slices and skip's slices and convexity map (the experiment is built,
+    not run)."""
     from landscape import reproduce
 
     built = []
@@ -72,6 +73,8 @@ def test_depths_norms_and_grid_reach_the_experiment(monkeypatch, tmp_path):
     assert {c[1] for c in built[-1].options["configs"]} == {"rms", "dyt"}
     assert main(["reproduce", "surfaces", "--grid", "7", "--out", str(tmp_path / "g")]) == 0
     assert built[-1].options["grid"] == 7
+    assert main(["reproduce", "skip", "--grid", "3", "--out", str(tmp_path / "k")]) == 0
+    assert built[-1].options["grid"] == built[-1].options["convexity_grid"] == 3
 
 
 def test_missing_cifar_folder(capsys, tmp_path):
