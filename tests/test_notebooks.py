@@ -1,5 +1,7 @@
-"""The notebooks execute end to end (tiny settings through environment variables)."""
+"""The notebooks execute end to end (tiny settings through environment variables), and they are
+what tools/make_notebooks.py writes."""
 
+import runpy
 from pathlib import Path
 
 import nbformat
@@ -7,6 +9,17 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def test_notebooks_are_what_the_generator_writes():
+    """Every cell's source equals tools/make_notebooks.py's (outputs aside), so an edit to one
+    without the other fails here."""
+    generator = runpy.run_path(str(NOTEBOOKS.parent / "tools" / "make_notebooks.py"))["NOTEBOOKS"]
+    assert sorted(generator) == sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+    for name, cells in generator.items():
+        nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        assert [(c.cell_type, c.source) for c in nb.cells] == \
+               [(c.cell_type, c.source) for c in cells], name
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ from landscape.reproduce import run_experiment
 STEPS = int(os.environ.get("LANDSCAPE_NB_STEPS", 400))
 PROBE_EVERY = int(os.environ.get("LANDSCAPE_NB_PROBE_EVERY", 20))
 DATASET = os.environ.get("LANDSCAPE_NB_DATASET", "mnist5k")
+MODEL = os.environ.get("LANDSCAPE_NB_MODEL", "vgg5")  # the tests run "mlp": quickest to compile
 OUT = os.environ.get("LANDSCAPE_NB_OUT", "runs/notebook_fig4")"""),
     new_markdown_cell("""## One probe by hand
 
@@ -42,7 +43,7 @@ loss, with BatchNorm using the statistics of the batch itself."""),
 ds = data.load_dataset(DATASET)
 x, y = data.batch_at(ds, 0, 64, seed=0)
 for norm in ("batch", "none"):
-    model = build_model("vgg5", width=0.25, norm=norm, input_shape=ds.input_shape)
+    model = build_model(MODEL, width=0.25, norm=norm, input_shape=ds.input_shape)
     _, params, state = split(model)
     r = step_probe(make_loss_fn(model), params, make_batch(x, y, state), lr_multiples(0.1, num=4))
     print(f"{norm:>5}: loss {float(r.loss0):.3f}  ‖g‖ {float(r.grad_norm):.3f}  "
@@ -52,7 +53,7 @@ for norm in ("batch", "none"):
 `run_experiment` trains both runs (resuming if `OUT` already holds them), writes each model's
 records and checkpoints, then `summary.json` and the figure."""),
     new_code_cell("""experiment = fig4_experiment("quick", steps=STEPS, probe_every=PROBE_EVERY, dataset=DATASET,
-                             checkpoint_every=max(1, STEPS // 2))
+                             checkpoint_every=max(1, STEPS // 2), model=MODEL)
 summary = run_experiment(experiment, OUT, progress=False)
 print(json.dumps(summary.get("comparison"), indent=1))"""),
     new_code_cell("""from IPython.display import Image, display
@@ -85,6 +86,7 @@ STEPS = int(os.environ.get("LANDSCAPE_NB_STEPS", 200))
 PROBE_EVERY = int(os.environ.get("LANDSCAPE_NB_PROBE_EVERY", 20))
 SEEDS = int(os.environ.get("LANDSCAPE_NB_SEEDS", 2))
 DATASET = os.environ.get("LANDSCAPE_NB_DATASET", "mnist5k")
+MODEL = os.environ.get("LANDSCAPE_NB_MODEL", "vgg5")  # the tests run "mlp": quickest to compile
 NORMS = os.environ.get("LANDSCAPE_NB_NORMS", "none,batch,layer,lp2,lpinf").split(",")
 OUT = os.environ.get("LANDSCAPE_NB_OUT", "runs/notebook_zoo")
 print("registered:", ", ".join(normalization_names()))"""),
@@ -104,7 +106,7 @@ for name in ("batch", "lp1", "lp2", "lpinf", "layer", "rms"):
 agree, same data order) and aggregates the probes over seeds: bands are mean ± spread."""),
     new_code_cell("""experiment = EXPERIMENTS["compare"]("quick", norms=NORMS, seeds=SEEDS, steps=STEPS,
                                     probe_every=PROBE_EVERY, dataset=DATASET,
-                                    checkpoint_every=max(1, STEPS // 2))
+                                    checkpoint_every=max(1, STEPS // 2), model=MODEL)
 summary = run_experiment(experiment, OUT, progress=False)
 print(open(os.path.join(OUT, "compare_table.md")).read())"""),
     new_code_cell("""from IPython.display import Image, display
@@ -134,6 +136,7 @@ from landscape.config import TrainConfig
 STEPS = int(os.environ.get("LANDSCAPE_NB_STEPS", 200))
 PROBE_EVERY = int(os.environ.get("LANDSCAPE_NB_PROBE_EVERY", 20))
 DATASET = os.environ.get("LANDSCAPE_NB_DATASET", "mnist5k")
+MODEL = os.environ.get("LANDSCAPE_NB_MODEL", "vgg5")  # the tests run "mlp": quickest to compile
 GRID = int(os.environ.get("LANDSCAPE_NB_GRID", 21))
 ITERS = int(os.environ.get("LANDSCAPE_NB_ITERS", 20))
 OUT = os.environ.get("LANDSCAPE_NB_OUT", "runs/notebook_curvature")"""),
@@ -149,7 +152,7 @@ ds = data.load_dataset(DATASET)
 x, y = data.batch_at(ds, 0, 128, seed=0)
 curves = {}
 for norm in ("batch", "none"):
-    model = build_model("vgg5", width=0.25, norm=norm, input_shape=ds.input_shape)
+    model = build_model(MODEL, width=0.25, norm=norm, input_shape=ds.input_shape)
     _, params, state = split(model)
     loss_fn, batch = make_loss_fn(model), make_batch(x, y, state)
     eigs = probes.hessian_eigs(loss_fn, params, batch, 3, key=jax.random.key(0), num_iters=ITERS)
@@ -172,7 +175,7 @@ sit side by side. The dashed line is 2/lr, the stability limit of gradient desce
 from landscape.records import read_records
 from landscape.figures import plot_surface_1d
 
-config = TrainConfig(dataset=DATASET, model="vgg5", width=0.25, norm="batch", steps=STEPS,
+config = TrainConfig(dataset=DATASET, model=MODEL, width=0.25, norm="batch", steps=STEPS,
                      probe_every=PROBE_EVERY, eval_every=0, checkpoint_every=max(1, STEPS // 4),
                      keep_checkpoints=5)
 run_dir = os.path.join(OUT, "run")
