@@ -22,11 +22,12 @@ OPTS = dict(num_batches=2, surface="2d", grid=3, progress=False)
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A 4-step vgg5 (width 0.125, BN) on synthetic 8×8 data, checkpoints at 2 and 4, K = 2."""
+    """A 4-step BN MLP (width 0.125) on synthetic 8×8 data, checkpoints at 2 and 4, K = 2 (the
+    convnet: `landscape analyze` on the README's fig4 folder, tests/test_readme_commands.py)."""
     from landscape.train import train
 
     path = tmp_path_factory.mktemp("analyze") / "run"
-    cfg = TrainConfig(dataset="synthetic", model="vgg5", width=0.125, steps=4, batch_size=16,
+    cfg = TrainConfig(dataset="synthetic", model="mlp", width=0.125, steps=4, batch_size=16,
                       checkpoint_every=2, keep_checkpoints=10, eval_every=0, num_step_sizes=2)
     train(cfg, path, progress=False)
     return path
